@@ -1,0 +1,54 @@
+"""Airflow's environment for this project: one AIRFLOW_HOME under var/, our dags/ and plugins/.
+
+Used by the process manager for ``airflow standalone`` and by ``dse airflow ...``
+(and the tests) for ``airflow dags test``, so every Airflow process sees the
+same metadata DB, folders and api-server address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from dse_platform.config import Settings
+
+
+def venv_bin() -> Path:
+    """Folder of the running interpreter's console scripts (airflow, mlflow, supervisord)."""
+    return Path(sys.executable).parent
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """The AIRFLOW__* variables every Airflow process of the platform runs with."""
+    home = settings.airflow_home
+    api = f"http://{settings.host}:{settings.airflow_port}"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.project_dir / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.project_dir / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Dhaka",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+            {"conn_type": "spark", "host": settings.spark_master}),
+        "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+
+
+def admin_password(settings: Settings) -> str | None:
+    """The generated password of Airflow's ``admin`` user, once standalone has made it."""
+    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("admin")

@@ -1,0 +1,132 @@
+"""One settings object for the whole platform.
+
+Every knob is an environment variable prefixed ``DSE_`` (or a line in ``.env``);
+the README's configuration table lists them all with their defaults. Paths
+default to folders under ``var/`` of the project so that everything generated
+at run time sits in one ignored place.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Platform configuration, read from ``DSE_*`` environment variables and ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DSE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    project_dir: Path = Field(PROJECT_DIR, description="Checkout holding dags/, jobs/, jvm/, data/.")
+    home: Path = Field(PROJECT_DIR / "var", description="Folder for all generated state.")
+    host: str = Field("127.0.0.1", description="Address every local service listens on.")
+
+    kafka_port: int = Field(9092, description="Kafka broker listener port.")
+    kafka_controller_port: int = Field(9093, description="Kafka KRaft controller port.")
+    kafka_bootstrap: str | None = Field(
+        None, description="Existing brokers to use instead of the local one (host:port,...)."
+    )
+    topic_partitions: int = Field(3, ge=1, description="Partitions of topics the platform creates.")
+    topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")
+    bars_topic: str = Field("dse.bars.v1", description="Topic of end-of-day / intraday bars.")
+    ticks_topic: str = Field("dse.ticks.v1", description="Topic of live price snapshots.")
+    predictions_topic: str = Field("dse.predictions.v1", description="Topic of scored bars.")
+    deadletter_topic: str = Field("dse.deadletter.v1", description="Topic of rejected records.")
+
+    mlflow_port: int = Field(5000, description="MLflow tracking server port.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="Existing MLflow server to use instead of the local one."
+    )
+    mlflow_backend_uri: str | None = Field(
+        None, description="MLflow metadata store; default SQLite under var/mlflow (PostgreSQL URL allowed)."
+    )
+    model_name: str = Field("dse-direction", description="Registered model name.")
+    model_alias: str = Field("production", description="Registry alias that serving follows.")
+
+    airflow_port: int = Field(8080, description="Airflow api-server (UI) port.")
+    airflow_enabled: bool = Field(True, description="Start Airflow with `dse up`.")
+
+    db_backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="Serving database kind; postgres starts a local server unless db_url is set."
+    )
+    db_url: str | None = Field(None, description="SQLAlchemy URL of an existing serving database.")
+    postgres_port: int = Field(5432, description="Port of the local PostgreSQL server.")
+    postgres_bin: Path | None = Field(
+        None, description="Folder with initdb/postgres; default: newest under /usr/lib/postgresql."
+    )
+
+    java_home: Path | None = Field(None, description="JDK to use (17+); default: java on PATH.")
+    maven: str = Field("mvn", description="Maven executable used to resolve the jars.")
+    spark_master: str = Field("local[*]", description="Spark master for the streaming job.")
+
+    health_timeout_s: float = Field(180.0, description="How long `dse up` waits for services to be healthy.")
+
+    # ---- derived locations -------------------------------------------------------------------
+    @cached_property
+    def jars_dir(self) -> Path:
+        return self.home / "jars"
+
+    @property
+    def kafka_jars(self) -> Path:
+        return self.jars_dir / "kafka"
+
+    @property
+    def spark_jars(self) -> Path:
+        return self.jars_dir / "spark"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def local_kafka(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def local_mlflow(self) -> bool:
+        return self.mlflow_tracking_uri is None
+
+    @property
+    def mlflow_store_uri(self) -> str:
+        return self.mlflow_backend_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.host}:{self.airflow_port}"
+
+    @property
+    def local_postgres(self) -> bool:
+        return self.db_backend == "postgres" and self.db_url is None
+
+    @property
+    def serving_db_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        if self.db_backend == "postgres":
+            return f"postgresql+psycopg2://dse@{self.host}:{self.postgres_port}/dse"
+        return f"sqlite:///{self.home / 'serving.db'}"
+
+
+def get_settings() -> Settings:
+    """Fresh settings from the current environment (cheap; call where needed)."""
+    return Settings()
