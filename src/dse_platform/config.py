@@ -8,7 +8,6 @@ at run time sits in one ignored place.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -69,10 +68,14 @@ class Settings(BaseSettings):
 
     health_timeout_s: float = Field(180.0, description="How long `dse up` waits for services to be healthy.")
 
+    jars_dir_override: Path | None = Field(
+        None, alias="DSE_JARS_DIR", description="Where Maven copies the jars (default var/jars)."
+    )
+
     # ---- derived locations -------------------------------------------------------------------
-    @cached_property
+    @property
     def jars_dir(self) -> Path:
-        return self.home / "jars"
+        return self.jars_dir_override or self.home / "jars"
 
     @property
     def kafka_jars(self) -> Path:

@@ -71,6 +71,10 @@ def init_cluster(settings: Settings) -> bool:
     data = data_dir(settings)
     socket_dir(settings).mkdir(parents=True, exist_ok=True)
     _own(pg_dir(settings), user)
+    if user is not None and subprocess.run(["test", "-w", str(pg_dir(settings))], user=user).returncode != 0:
+        raise PlatformError(
+            f"PostgreSQL runs as '{user}', which cannot reach {pg_dir(settings)} (a parent folder is not searchable)",
+            "put DSE_HOME under a folder others can traverse (chmod o+x on its parents) or set DSE_DB_URL")
     if (data / "PG_VERSION").exists():
         return False
     if data.exists():

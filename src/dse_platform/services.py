@@ -9,6 +9,7 @@ go too) and shuts supervisord down; data under ``var/`` is left as it is.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -96,6 +97,17 @@ def log_path(settings: Settings, name: str) -> Path:
     return settings.logs_dir / f"{name}.log"
 
 
+def _command_line(svc: Service) -> str:
+    """A program's command for supervisor: the launcher when it needs an environment, else its own.
+
+    Services running as another user (PostgreSQL as ``postgres``) may not be able to
+    read our virtualenv, so they get their plain command line.
+    """
+    if svc.env:
+        return f"{sys.executable} -m dse_platform.launch {svc.name}"
+    return shlex.join(svc.command()).replace("%", "%%")
+
+
 def write_config(settings: Settings, svcs: list[Service]) -> Path:
     """supervisord.conf for these services; each logs to ``var/logs/<name>.log``."""
     sdir = sup_dir(settings)
@@ -112,7 +124,7 @@ def write_config(settings: Settings, svcs: list[Service]) -> Path:
     for svc in svcs:
         lines += [
             f"[program:{svc.name}]",
-            f"command={sys.executable} -m dse_platform.launch {svc.name}",
+            f"command={_command_line(svc)}",
             f"directory={settings.project_dir}",
             "autostart=true", "autorestart=unexpected", "startsecs=3", "startretries=2",
             "stopasgroup=true", "killasgroup=true", f"stopwaitsecs={svc.stop_wait_s}",

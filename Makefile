@@ -1,0 +1,51 @@
+# Two entry points: `make demo` and `make test`. Both bootstrap what is missing:
+# the virtualenv with the pinned lock, the package, and the JVM jars from Maven Central.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
+export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
+
+.PHONY: demo test bootstrap prereqs jars test-deps lint bench down
+
+demo: bootstrap
+	$(BIN)/dse demo
+
+test: bootstrap test-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bootstrap: prereqs $(STAMP) jars
+
+prereqs:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "missing prerequisite: Python 3.11 ('$(PYTHON)' not found): install it (Debian: apt-get install python3.11, or pyenv install 3.11) or run make PYTHON=/path/to/python3.11"; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || { echo "missing prerequisite: Python 3.11 ('$(PYTHON)' is $$($(PYTHON) --version 2>&1)): install 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
+	@command -v java >/dev/null 2>&1 || [ -n "$$DSE_JAVA_HOME" ] || { echo "missing prerequisite: Java 17+ (no 'java' on PATH): apt-get install openjdk-17-jre-headless, or set DSE_JAVA_HOME"; exit 2; }
+	@command -v mvn >/dev/null 2>&1 || [ -n "$$DSE_MAVEN" ] || { echo "missing prerequisite: Maven (no 'mvn' on PATH): apt-get install maven, or set DSE_MAVEN"; exit 2; }
+
+$(STAMP): requirements.txt pyproject.toml
+	rm -f $(VENV)/.installed-*
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+jars: $(STAMP)
+	@$(BIN)/dse doctor >/dev/null
+	$(BIN)/dse jars
+
+# The test suite runs the database tests against a real PostgreSQL server: install Debian's when absent.
+test-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's PostgreSQL server for the database tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+lint: bootstrap
+	$(BIN)/ruff check src dags jobs plugins tests bench
+
+bench: bootstrap
+	@for b in bench/bench_*.py; do $(BIN)/python $$b; done
+
+down:
+	$(BIN)/dse down
