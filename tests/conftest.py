@@ -90,3 +90,4 @@ def platform() -> Iterator[Settings]:
     settings.__dict__["env"] = env
     yield settings
     run_dse(env, "down")
+    shutil.rmtree(settings.home, ignore_errors=True)

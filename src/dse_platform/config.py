@@ -68,6 +68,10 @@ class Settings(BaseSettings):
 
     health_timeout_s: float = Field(180.0, description="How long `dse up` waits for services to be healthy.")
 
+    data_dir: Path = Field(PROJECT_DIR / "data", description="Raw DSE files `dse ingest` reads by default.")
+    store_dir_override: Path | None = Field(
+        None, alias="DSE_STORE_DIR", description="Canonical bar store (default var/store)."
+    )
     jars_dir_override: Path | None = Field(
         None, alias="DSE_JARS_DIR", description="Where Maven copies the jars (default var/jars)."
     )
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
     @property
     def jars_dir(self) -> Path:
         return self.jars_dir_override or self.home / "jars"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.store_dir_override or self.home / "store"
 
     @property
     def kafka_jars(self) -> Path:

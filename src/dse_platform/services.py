@@ -42,6 +42,8 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     stop_wait_s: int = 30
+    #: a program that exits sooner than this after a start counts as failed to start (-> FATAL)
+    start_secs: int = 5
 
 
 def services(settings: Settings) -> list[Service]:
@@ -52,7 +54,7 @@ def services(settings: Settings) -> list[Service]:
             "kafka", f"kafka://{settings.bootstrap_servers}",
             [settings.kafka_port, settings.kafka_controller_port],
             lambda: broker.command(settings), health.kafka_health, "DSE_KAFKA_PORT",
-            prepare=lambda: broker.format_storage(settings)))
+            prepare=lambda: broker.format_storage(settings), start_secs=12))
     if settings.local_mlflow:
         art = settings.home / "mlflow" / "artifacts"
         found.append(Service(
@@ -126,7 +128,7 @@ def write_config(settings: Settings, svcs: list[Service]) -> Path:
             f"[program:{svc.name}]",
             f"command={_command_line(svc)}",
             f"directory={settings.project_dir}",
-            "autostart=true", "autorestart=unexpected", "startsecs=3", "startretries=2",
+            "autostart=true", "autorestart=unexpected", f"startsecs={svc.start_secs}", "startretries=2",
             "stopasgroup=true", "killasgroup=true", f"stopwaitsecs={svc.stop_wait_s}",
             f"stdout_logfile={log_path(settings, svc.name)}", "redirect_stderr=true",
             "stdout_logfile_maxbytes=20MB", "stdout_logfile_backups=2",
