@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import stat
 import subprocess
-import time
 import uuid
 
-import mlflow
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine, text
 
+import mlflow
 from dse_platform import health
 from dse_platform.services import port_in_use, services
 
-from .conftest import free_port, platform_env, run_dse, settings_for
+from .conftest import platform_env, run_dse, settings_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -6,18 +6,23 @@ one line (``error: ... (fix: ...)``) with exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dse_platform import airflow_env, jars, prereqs, services
+from dse_platform import airflow_env, jars, kafka_io, prereqs, services, store
+from dse_platform import ingest as ingest_mod
+from dse_platform import replay as replay_mod
 from dse_platform.config import get_settings
 from dse_platform.errors import PlatformError
+from dse_platform.quality import REJECT_RULES
 
 app = typer.Typer(help="DSE real-time MLOps platform.", no_args_is_help=True, add_completion=False)
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -129,11 +134,95 @@ def airflow(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.call([str(airflow_env.venv_bin() / "airflow"), *ctx.args], env=env))
 
 
+def _print_quality(report: dict) -> None:
+    table = Table(title=f"Data quality: {report['read']:,} rows read from {report['files']} files")
+    for col in ("rule", "action", "rows"):
+        table.add_column(col)
+    for rule, count in report["by_rule"].items():
+        action = "rejected" if rule in REJECT_RULES else "kept, flagged"
+        table.add_row(rule, action, f"{count:,}")
+    console.print(table)
+    _echo(f"kept {report['kept']:,} ({report['clean']:,} clean + {report['flagged']:,} flagged), "
+          f"rejected {report['rejected']:,}; {report['symbols']} instruments, "
+          f"{report['first_date']} .. {report['last_date']}, {report['sessions']:,} sessions")
+    for name, cols in report["junk_columns"].items():
+        _echo(f"{name}: dropped empty columns {', '.join(cols)}")
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(None, help="Files or folders to read (default: the shipped data/)."),
+    store_dir: Path = typer.Option(None, "--store", help="Store folder (default DSE_STORE_DIR or var/store)."),
+) -> None:
+    """Validate raw DSE files into the canonical Parquet bar store and print the quality report."""
+    settings = get_settings()
+    target = store_dir or settings.store_dir
+    result = ingest_mod.ingest(paths or [settings.data_dir], target, progress=sys.stderr.isatty())
+    _print_quality(result.report)
+    _echo(f"store written to {target} (report: {target / 'quality_report.json'}, "
+          f"rejects: {target / 'rejects.csv'})")
+
+
+def _date(value: str | None, flag: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise PlatformError(f"{flag} '{value}' is not a date", "use YYYY-MM-DD") from exc
+
+
+def _speed(value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise PlatformError(f"--speed '{value}' is not a number", "use trading days per second or 'max'") from exc
+
+
+@app.command("replay")
+def replay_cmd(
+    start: str = typer.Option(None, "--from", help="First trading date (YYYY-MM-DD)."),
+    end: str = typer.Option(None, "--to", help="Last trading date (YYYY-MM-DD)."),
+    symbols: str = typer.Option(None, help="Comma-separated trading codes (default: all)."),
+    speed: str = typer.Option("max", help="Trading days per second, or 'max'."),
+    resume: bool = typer.Option(False, help="Continue after the last acknowledged day of the same replay."),
+) -> None:
+    """Replay stored bars into the bars topic, day by day."""
+    settings = get_settings()
+    codes = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
+    result = replay_mod.replay(settings, _date(start, "--from"), _date(end, "--to"), codes, _speed(speed),
+                               resume, progress=sys.stderr.isatty(), echo=_echo)
+    _echo(f"replay: {result.bars:,} bars over {result.days:,} trading days to {settings.bars_topic} "
+          f"in {result.seconds:.1f}s ({result.bars_per_s:,.0f} bars/s)")
+
+
+@app.command()
+def topics() -> None:
+    """Create the platform's Kafka topics if missing."""
+    settings = get_settings()
+    created = kafka_io.ensure_topics(settings)
+    _echo(f"topics: created {', '.join(created) or 'none'}; all of {', '.join(kafka_io.all_topics(settings))} exist")
+
+
+@app.command()
+def live(max_polls: int = typer.Option(None, help="Stop after this many polls (default: run forever).")) -> None:
+    """Poll DSE's latest-share-price page during market hours and publish changed snapshots."""
+    from dse_platform import live as live_mod
+
+    live_mod.run(get_settings(), max_polls=max_polls)
+
+
 @app.command()
 def demo() -> None:
-    """Bring the platform up and show where everything is."""
+    """Bring the platform up, ingest the shipped data if the store is empty, and show where everything is."""
     settings = get_settings()
     services.up(settings, _echo)
+    if not store.exists(settings.store_dir):
+        _echo("demo: the bar store is empty; ingesting the shipped DSE data")
+        _print_quality(ingest_mod.ingest([settings.data_dir], settings.store_dir, progress=True).report)
+    kafka_io.ensure_topics(settings)
     if not _print_status(settings):
         raise typer.Exit(1)
 

@@ -158,11 +158,11 @@ def parse_day_end(path: Path, header: list[str], rows: list[tuple[int, list[str]
         if len(cells) < len(names):
             truncated.append((line, ",".join(cells)))
             continue
-        get = lambda key: cells[pos[key]].replace(",", "").strip()  # noqa: E731
+        num = {key: cells[i].replace(",", "").strip() for key, i in pos.items()}
         records.append({"symbol": cells[pos[code_col]].strip().upper(), "date": cells[pos["date"]],
-                        "open": get("open"), "high": get("high"), "low": get("low"), "close": get("close"),
-                        "volume": get("volume"), "trades": get("trade"), "value_mn": get("value"),
-                        "ycp": get("ycp"), "source_line": line})
+                        "open": num["open"], "high": num["high"], "low": num["low"], "close": num["close"],
+                        "volume": num["volume"], "trades": num["trade"], "value_mn": num["value"],
+                        "ycp": num["ycp"], "source_line": line})
     return ParsedFile(path, "day-end", _frame(records, path, "day-end"), [], truncated)
 
 

@@ -17,11 +17,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from dse_platform import store
+from dse_platform.config import PROJECT_DIR
 from dse_platform.errors import PlatformError
 from dse_platform.formats import INDEX_CODES, ParsedFile, parse_file, read_text
 from dse_platform.quality import FLAG_RULES, REJECT_RULES, apply_rules
 
 REFERENCE_HEADER = ["ticker", "marketname", "groupname"]
+#: used when the files given to ingest do not include a reference file of their own
+DEFAULT_REFERENCE = PROJECT_DIR / "data" / "instruments-sector-category-2026.csv"
 
 
 @dataclass
@@ -102,7 +105,8 @@ def ingest(paths: Iterable[Path], store_dir: Path, today: dt.date | None = None,
            progress: bool = True, echo: Callable[[str], None] = print) -> IngestResult:
     """Read, validate and store; raises PlatformError (store untouched) on a file it cannot read."""
     files = discover(list(paths))
-    reference = pd.DataFrame(columns=["sector", "category"])
+    reference = load_reference(DEFAULT_REFERENCE) if DEFAULT_REFERENCE.exists() else \
+        pd.DataFrame(columns=["sector", "category"])
     data_files = []
     for path in files:
         if _header(path) == REFERENCE_HEADER:

@@ -75,7 +75,7 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
     if raw.empty:
         return RuleOutcome(raw, pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(),
                            TradingCalendar((), ()))
-    raw = raw.astype({c: "string" for c in NUMERIC_COLS + ["date", "symbol"]})
+    raw = raw.astype({c: "string" for c in [*NUMERIC_COLS, "date", "symbol"]})
     raw["raw"] = raw[["date", *NUMERIC_COLS]].fillna("").agg(",".join, axis=1)
 
     # -- cell parsing ------------------------------------------------------------------------------
@@ -150,7 +150,9 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
     traded = real.loc[~real["symbol"].isin(INDEX_CODES) & (real["volume"].fillna(0) > 0)]
     counts = traded.groupby("day")["symbol"].nunique()
     index_days = set(real.loc[real["symbol"].isin(INDEX_CODES), "day"])
-    session_days = sorted({d.date() for d in counts[counts >= MIN_TRADING_INSTRUMENTS].index}
+    # small inputs (a few instruments) need a proportionate threshold
+    threshold = min(MIN_TRADING_INSTRUMENTS, max(1, int(np.ceil(0.2 * traded["symbol"].nunique()))))
+    session_days = sorted({d.date() for d in counts[counts >= threshold].index}
                           | {d.date() for d in index_days})
     coverage = []
     for _, part in raw.groupby("source_format"):

@@ -1,0 +1,379 @@
+"""The live DSE connector: strict page parsing, change-only publishing, backoff, dead letters, hours.
+
+HTTP never leaves the process (httpx.MockTransport serves pages built from real
+DSE rows, see tests/livepages.py); Kafka is the real broker of the session's
+platform, with fresh topics per test. Time is a fake clock that sleep() advances.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from dse_platform import kafka_io, live
+from dse_platform.config import Settings
+from dse_platform.errors import PlatformError
+from dse_platform.live import (
+    DHAKA,
+    LayoutError,
+    LivePoller,
+    backoff_delay,
+    deadletter_value,
+    parse_heading,
+    parse_latest_page,
+    parse_number,
+    tick_record,
+)
+from dse_platform.trading_calendar import TradingCalendar, weekday_calendar
+
+from .livepages import HEADERS, Row, heading_text, load_rows, render_page, row_cells
+
+ROWS = load_rows()
+WED_11 = dt.datetime(2025, 10, 22, 11, 0, tzinfo=DHAKA)  # a Wednesday session, 2025-10-22
+GOOD = render_page(ROWS, WED_11)
+
+
+def by_symbol(symbol: str) -> Row:
+    return next(r for r in ROWS if r.symbol == symbol)
+
+
+# ---- pure parsing ----------------------------------------------------------------------------------
+
+def test_fixture_rows_are_the_real_archive_rows() -> None:
+    assert len(ROWS) == 632  # 654 instruments, 22 truncated upstream (see livepages)
+    row = by_symbol("1JANATAMF")
+    assert (row.ltp, row.volume, row.trades) == (Decimal("2.9"), 1201483, 145)
+
+
+def test_parse_normal_page_returns_every_row_exactly() -> None:
+    as_of, rows = parse_latest_page(GOOD)
+    assert as_of == WED_11 and as_of.utcoffset() == dt.timedelta(hours=6)
+    assert rows == [r.expected() for r in ROWS]
+
+
+def test_parse_thousands_separators_and_dashes() -> None:
+    big = max(ROWS, key=lambda r: r.trades)  # 6,184 trades, a seven-digit volume
+    n = ROWS.index(big) + 1
+    cells = row_cells(n, big)
+    assert cells[8] == f"{big.trades:,}" and cells[10].count(",") == 2
+    untraded = next(i for i, r in enumerate(ROWS, 1) if r.trades == 0 and i % 2 == 0)
+    assert row_cells(untraded, ROWS[untraded - 1])[2] == "--"
+    _, rows = parse_latest_page(GOOD)
+    assert (rows[n - 1]["trades"], rows[n - 1]["volume"]) == (big.trades, big.volume)
+    dashed = rows[untraded - 1]
+    assert (dashed["ltp"], dashed["trades"], dashed["volume"], dashed["value_mn"]) == (0.0, 0, 0, 0.0)
+    assert isinstance(dashed["volume"], int) and isinstance(dashed["ltp"], float)
+
+
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    ("1,234.5", float, 1234.5), ("1,037,500", int, 1037500), ("--", int, 0), ("--", float, 0.0),
+    ("-0.3", float, -0.3), ("2.9", float, 2.9)])
+def test_parse_number(text: str, kind: type, value: float) -> None:
+    assert parse_number(text, kind, "cell") == value
+
+
+@pytest.mark.parametrize("text", ["12.5.1", "n/a", "", "1.5"])
+def test_parse_number_rejects_non_numbers(text: str) -> None:
+    with pytest.raises(LayoutError, match="TRADE: expected a number"):
+        parse_number(text, int, "row 1 (X) TRADE")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Latest Share Price On Oct 22, 2025 at 3:10 PM", dt.datetime(2025, 10, 22, 15, 10)),
+    ("Latest Share Price On Oct 22, 2025 at 12:05 PM", dt.datetime(2025, 10, 22, 12, 5)),
+    ("Latest Share Price On Jan 05, 2026 at 9:59 AM", dt.datetime(2026, 1, 5, 9, 59)),
+    ("  Latest Share Price On\xa0 Oct 2,2025  at 10:00 am ", dt.datetime(2025, 10, 2, 10, 0)),
+])
+def test_parse_heading(text: str, expected: dt.datetime) -> None:
+    as_of = parse_heading(text)
+    assert as_of == expected.replace(tzinfo=DHAKA)
+    assert as_of.isoformat().endswith("+06:00")
+
+
+@pytest.mark.parametrize(("page", "message"), [
+    (render_page(ROWS, WED_11, table_class="table table-bordered background-white"),
+     "table: expected <table class='table table-bordered background-white shares-table fixedHeader'>, "
+     "found none"),
+    (render_page(ROWS, WED_11, cells={3: row_cells(3, ROWS[2])[:10]}), "row 3: expected 11 cells, found 10"),
+    (render_page(ROWS, WED_11, cells={5: [*row_cells(5, ROWS[4]), "x"]}), "row 5: expected 11 cells, found 12"),
+    (render_page(ROWS, WED_11, headers=[*HEADERS[:2], "LAST PRICE", *HEADERS[3:]]), "'LAST PRICE'"),
+    (render_page(ROWS, WED_11, headers=[*HEADERS[:8], "VALUE (mn)", "TRADE", "VOLUME"]),
+     "header: expected ['#', 'TRADING CODE'"),
+    (render_page(ROWS, WED_11, heading=""), "heading: expected <h2 class='BodyHead topBodyHead'>"),
+    (render_page(ROWS, WED_11, heading="Latest Share Price On 22/10/2025"), "found 'Latest Share Price On 22/10"),
+    (render_page(ROWS, WED_11, heading="Latest Share Price On Foo 22, 2025 at 3:10 PM"),
+     "expected a valid date and time"),
+    (render_page(ROWS, WED_11, cells={2: [*row_cells(2, ROWS[1])[:10], "lots"]}),
+     "row 2 (1STPRIMFMF) VOLUME: expected a number, found 'lots'"),
+    (render_page([], WED_11), "expected instrument rows, found only the header"),
+])
+def test_layout_changes_raise_layout_error(page: str, message: str) -> None:
+    with pytest.raises(LayoutError) as info:
+        parse_latest_page(page)
+    assert message in str(info.value)
+
+
+def test_layout_error_is_a_platform_error() -> None:
+    assert issubclass(LayoutError, PlatformError)
+
+
+def test_backoff_doubles_from_5s_and_caps_at_300s() -> None:
+    assert [backoff_delay(n) for n in range(1, 9)] == [5, 10, 20, 40, 80, 160, 300, 300]
+
+
+def test_tick_record_carries_dhaka_date_and_as_of() -> None:
+    as_of = dt.datetime(2025, 10, 22, 8, 10, tzinfo=dt.UTC)  # 14:10 in Dhaka
+    record = tick_record(ROWS[0].expected(), as_of, 123)
+    assert record == {**ROWS[0].expected(), "date": "2025-10-22", "as_of": "2025-10-22T14:10:00+06:00",
+                      "source": "live", "produced_at": 123}
+
+
+def test_deadletter_of_a_huge_page_fits_a_kafka_message() -> None:
+    raw = ("<html>" + "\u00e9" * 2_000_000).encode("utf-8")  # 4 MB, every byte non-ASCII after '<html>'
+    value = deadletter_value(raw, "header: expected X, found Y")
+    letter = json.loads(value)
+    assert len(value) <= live.MAX_DEADLETTER_VALUE
+    assert raw.startswith(letter["raw"].encode("latin-1")) and len(letter["raw"]) > 100_000
+    assert letter["reason"].startswith("header: expected X, found Y (raw page truncated from 4000006 bytes)")
+    assert letter["source"] == "live" and letter["topic"] is None
+
+
+# ---- the poller against the real broker ------------------------------------------------------------
+
+class FakeClock:
+    """now() and sleep(): sleeping advances the clock, and every sleep is recorded in ``events``."""
+
+    def __init__(self, start: dt.datetime, events: list) -> None:
+        self.moment = start
+        self.events = events
+
+    def now(self) -> dt.datetime:
+        return self.moment
+
+    def sleep(self, seconds: float) -> None:
+        self.events.append(("sleep", seconds))
+        self.moment += dt.timedelta(seconds=seconds)
+
+    @property
+    def sleeps(self) -> list[float]:
+        return [e[1] for e in self.events if isinstance(e, tuple)]
+
+
+Reply = str | int | Exception  # a page, an HTTP status, or an exception the transport raises
+
+
+def transport(replies: list[Reply], events: list) -> httpx.MockTransport:
+    """Serves ``replies`` in order (the last one repeats), recording each request in ``events``."""
+    queue = list(replies)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        events.append("GET")
+        reply = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(reply, int):
+            return httpx.Response(reply, text="Service Unavailable")
+        return httpx.Response(200, text=reply, headers={"content-type": "text/html; charset=utf-8"})
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.fixture
+def settings(platform: Settings) -> Settings:
+    tag = uuid.uuid4().hex[:10]
+    own = platform.model_copy(update={"ticks_topic": f"test.live.ticks.{tag}",
+                                      "deadletter_topic": f"test.live.deadletter.{tag}"})
+    kafka_io.ensure_topics(own, [own.ticks_topic, own.deadletter_topic])
+    return own
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[KafkaProducer]:
+    prod = kafka_io.producer(settings)
+    yield prod
+    prod.close(timeout=10)
+
+
+@pytest.fixture
+def make_poller(settings: Settings, producer: KafkaProducer) -> Iterator[Callable[..., tuple]]:
+    clients: list[httpx.Client] = []
+
+    def make(replies: list[Reply], start: dt.datetime = WED_11,
+             calendar: TradingCalendar | None = None) -> tuple[LivePoller, FakeClock]:
+        events: list = []
+        clock = FakeClock(start, events)
+        client = httpx.Client(transport=transport(replies, events))
+        clients.append(client)
+        poller = LivePoller(settings, client, producer, calendar or weekday_calendar(), clock.now, clock.sleep)
+        return poller, clock
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 30) -> list[dict[str, Any]]:
+    """Every record of ``topic``, waiting until ``expected`` arrived; fails on more or fewer."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                             enable_auto_commit=False, auto_offset_reset="earliest", consumer_timeout_ms=500,
+                             value_deserializer=json.loads, key_deserializer=bytes.decode)
+    try:
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        while len(records) < expected and time.monotonic() < deadline:
+            records += [{"key": m.key, **m.value} for m in consumer]
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        on_broker = sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+    assert (len(records), on_broker) == (expected, expected)
+    return records
+
+
+def expected_ticks(rows: list[Row], as_of: dt.datetime) -> dict[str, dict[str, Any]]:
+    return {r.symbol: {**r.expected(), "key": r.symbol, "date": as_of.date().isoformat(),
+                       "as_of": as_of.isoformat(), "source": "live"} for r in rows}
+
+
+def without_produced_at(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["symbol"]: {k: v for k, v in r.items() if k != "produced_at"} for r in records}
+
+
+services = pytest.mark.services
+
+
+@services
+def test_normal_page_publishes_every_instrument_once(settings: Settings, make_poller) -> None:
+    poller, _ = make_poller([GOOD])
+    result = poller.poll_once()
+    assert (result.published, result.unchanged, result.deadletters, result.error) == (632, 0, 0, None)
+    ticks = read_topic(settings, settings.ticks_topic, 632)
+    assert without_produced_at(ticks) == expected_ticks(ROWS, WED_11)
+    known = next(t for t in ticks if t["symbol"] == "1JANATAMF")  # CSV: LTP 2.9, volume 1201483
+    assert (known["ltp"], known["volume"], known["date"], known["as_of"]) == (
+        2.9, 1201483, "2025-10-22", "2025-10-22T11:00:00+06:00")
+    assert all(t["produced_at"] == int(WED_11.timestamp() * 1000) for t in ticks)
+    read_topic(settings, settings.deadletter_topic, 0, timeout_s=2)
+
+
+@services
+def test_unchanged_page_publishes_nothing(settings: Settings, make_poller) -> None:
+    later = WED_11 + dt.timedelta(minutes=1)  # the heading time moves on, the values do not
+    poller, _ = make_poller([GOOD, render_page(ROWS, later)])
+    assert poller.poll_once().published == 632
+    result = poller.poll_once()
+    assert (result.published, result.unchanged, result.error) == (0, 632, None)
+    read_topic(settings, settings.ticks_topic, 632)
+
+
+@services
+def test_one_changed_instrument_is_published_alone(settings: Settings, make_poller) -> None:
+    later = WED_11 + dt.timedelta(minutes=1)
+    old = by_symbol("1JANATAMF")
+    new = old.with_(ltp=old.ltp + Decimal("0.1"), trades=old.trades + 3, volume=old.volume + 5000)
+    changed = [new if r.symbol == old.symbol else r for r in ROWS]
+    poller, _ = make_poller([GOOD, render_page(changed, later)])
+    poller.poll_once()
+    result = poller.poll_once()
+    assert (result.published, result.unchanged) == (1, 631)
+    ticks = read_topic(settings, settings.ticks_topic, 633)
+    last = [t for t in ticks if t["symbol"] == "1JANATAMF"]
+    assert len(last) == 2
+    fresh = max(last, key=lambda t: t["as_of"])
+    assert (fresh["ltp"], fresh["trades"], fresh["volume"], fresh["as_of"]) == (
+        3.0, 148, 1206483, later.isoformat())
+
+
+@services
+def test_layout_change_sends_one_dead_letter_and_keeps_running(settings: Settings, make_poller,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    broken = render_page(ROWS, WED_11, headers=[*HEADERS[:-1], "VOL"])
+    poller, clock = make_poller([broken, broken, GOOD])
+    with caplog.at_level(logging.WARNING, logger="dse_platform.live"):
+        poller.run(max_polls=3)
+    assert clock.sleeps == [30, 30]  # the normal interval, no backoff
+    (letter,) = read_topic(settings, settings.deadletter_topic, 1)
+    assert letter["reason"].startswith("header: expected ['#', 'TRADING CODE'")
+    assert "'VOL'" in letter["reason"] and letter["source"] == "live" and letter["topic"] is None
+    assert letter["raw"].encode("latin-1") == broken.encode("utf-8")
+    assert len(read_topic(settings, settings.ticks_topic, 632)) == 632
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "dse_platform.live" and r.levelno == logging.WARNING]
+    assert sum("layout" in w for w in warnings) == 2
+
+
+@services
+def test_http_errors_back_off_and_recover(settings: Settings, make_poller,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    poller, clock = make_poller([500, 429, httpx.ReadTimeout("read timed out"), GOOD, 503, GOOD])
+    with caplog.at_level(logging.WARNING, logger="dse_platform.live"):
+        poller.run(max_polls=6)  # must not raise
+    assert clock.events.count("GET") == 6
+    assert clock.sleeps == [5, 10, 20, 30, 5]  # doubling, the interval after success, reset
+    read_topic(settings, settings.ticks_topic, 632)  # the second good page changed nothing
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "dse_platform.live" and r.levelno == logging.WARNING]
+    assert len(warnings) == 4
+    assert "HTTP 500" in warnings[0] and "HTTP 429" in warnings[1] and "ReadTimeout" in warnings[2]
+    assert "HTTP 503" in warnings[3]
+
+
+@services
+def test_connect_timeout_result(settings: Settings, make_poller) -> None:
+    poller, _ = make_poller([httpx.ConnectTimeout("connect timed out"), httpx.TimeoutException("slow")])
+    first, second = poller.poll_once(), poller.poll_once()
+    assert (first.wait_s, second.wait_s) == (5, 10)
+    assert "ConnectTimeout" in (first.error or "") and first.published == 0
+
+
+HOLIDAY_CALENDAR = TradingCalendar(  # Thursday 2025-10-23 closed, known for 19-30 October
+    sessions=tuple(dt.date(2025, 10, d) for d in (19, 20, 21, 22, 26, 27, 28, 29, 30)),
+    coverage=((dt.date(2025, 10, 19), dt.date(2025, 10, 30)),))
+
+
+@services
+@pytest.mark.parametrize(("start", "calendar", "opens"), [
+    (dt.datetime(2025, 10, 24, 12, 0, tzinfo=DHAKA), None, dt.datetime(2025, 10, 26, 10, 0, tzinfo=DHAKA)),
+    (dt.datetime(2025, 10, 22, 16, 0, tzinfo=DHAKA), None, dt.datetime(2025, 10, 23, 10, 0, tzinfo=DHAKA)),
+    (dt.datetime(2025, 10, 22, 14, 30, tzinfo=DHAKA), None, dt.datetime(2025, 10, 23, 10, 0, tzinfo=DHAKA)),
+    (dt.datetime(2025, 10, 26, 3, 0, tzinfo=dt.UTC), None, dt.datetime(2025, 10, 26, 10, 0, tzinfo=DHAKA)),
+    (dt.datetime(2025, 10, 23, 10, 30, tzinfo=DHAKA), HOLIDAY_CALENDAR,
+     dt.datetime(2025, 10, 26, 10, 0, tzinfo=DHAKA)),
+], ids=["friday", "after-close", "at-close", "before-open-utc-clock", "holiday"])
+def test_outside_hours_sleeps_until_the_next_session(settings: Settings, make_poller, start: dt.datetime,
+                                                     calendar: TradingCalendar | None,
+                                                     opens: dt.datetime) -> None:
+    poller, clock = make_poller([render_page(ROWS, opens)], start=start, calendar=calendar)
+    poller.run(max_polls=1)
+    assert clock.events == [("sleep", (opens - start).total_seconds()), "GET"]  # no request before
+    assert clock.now() == opens
+    ticks = read_topic(settings, settings.ticks_topic, 632)
+    assert {t["date"] for t in ticks} == {opens.date().isoformat()}
+
+
+@services
+def test_run_wires_real_clients_without_polling(settings: Settings) -> None:
+    tag = uuid.uuid4().hex[:10]
+    fresh = settings.model_copy(update={"ticks_topic": f"test.live.run.{tag}",
+                                        "deadletter_topic": f"test.live.run-dl.{tag}"})
+    live.run(fresh, max_polls=0)
+    consumer = KafkaConsumer(bootstrap_servers=fresh.bootstrap_servers)
+    try:
+        assert {fresh.ticks_topic, fresh.deadletter_topic} <= consumer.topics()
+    finally:
+        consumer.close()
+
+
+def test_heading_text_round_trips() -> None:
+    moment = dt.datetime(2025, 10, 22, 13, 7, tzinfo=DHAKA)
+    assert parse_heading(heading_text(moment)) == moment
