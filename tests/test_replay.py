@@ -106,7 +106,7 @@ def test_kill_then_resume_gives_the_same_set_with_no_gap(cfg):
     pairs = [(r["symbol"], r["date"]) for r in got]
     assert set(pairs) == expected  # no gap
     repeated = {p for p in pairs if pairs.count(p) > 1}
-    # at most the one day that was in flight when the process died is sent twice
+    # a paced replay acknowledges day by day: at most the day in flight when it died is sent twice
     assert len({d for _, d in repeated}) <= 1
 
 
