@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import time
@@ -81,9 +80,8 @@ def test_every_bar_arrives_once_in_date_order_per_key(cfg):
 
 def test_kill_then_resume_gives_the_same_set_with_no_gap(cfg):
     ckpt = checkpoint_path(cfg, START, END, None)
-    env = dict(os.environ, **{k: str(v) for k, v in cfg.__dict__["env"].items()} if "env" in cfg.__dict__ else {})
-    env.update(cfg.__dict__.get("env", {}))
-    env.update({"DSE_BARS_TOPIC": cfg.bars_topic, "DSE_STORE_DIR": str(cfg.store_dir)})
+    # the platform fixture keeps the environment its `dse up` ran with
+    env = {**cfg.__dict__["env"], "DSE_BARS_TOPIC": cfg.bars_topic, "DSE_STORE_DIR": str(cfg.store_dir)}
     args = [DSE, "replay", "--from", str(START), "--to", str(END), "--speed", "8"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

@@ -145,6 +145,10 @@ def _print_quality(report: dict) -> None:
     _echo(f"kept {report['kept']:,} ({report['clean']:,} clean + {report['flagged']:,} flagged), "
           f"rejected {report['rejected']:,}; {report['symbols']} instruments, "
           f"{report['first_date']} .. {report['last_date']}, {report['sessions']:,} sessions")
+    worst = sorted(report["by_symbol"].items(), key=lambda kv: -sum(kv[1].values()))[:10]
+    if worst:
+        _echo("instruments with the most flagged/rejected rows (all in quality_by_symbol.csv): " + "; ".join(
+            f"{sym} " + ", ".join(f"{rule} {n}" for rule, n in sorted(rules.items())) for sym, rules in worst))
     for name, cols in report["junk_columns"].items():
         _echo(f"{name}: dropped empty columns {', '.join(cols)}")
 
