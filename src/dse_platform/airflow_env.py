@@ -20,6 +20,11 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
+def path_with_venv() -> str:
+    """PATH with our virtualenv first, so services find its console scripts (airflow, uvicorn...)."""
+    return f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """The AIRFLOW__* variables every Airflow process of the platform runs with."""
     home = settings.airflow_home
@@ -41,7 +46,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
             {"conn_type": "spark", "host": settings.spark_master}),
-        "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": path_with_venv(),
         "PYSPARK_PYTHON": sys.executable,
     }
 

@@ -86,14 +86,6 @@ class Settings(BaseSettings):
         return self.store_dir_override or self.home / "store"
 
     @property
-    def kafka_jars(self) -> Path:
-        return self.jars_dir / "kafka"
-
-    @property
-    def spark_jars(self) -> Path:
-        return self.jars_dir / "spark"
-
-    @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
 

@@ -7,6 +7,8 @@ can show all services even when some are down.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -16,24 +18,36 @@ from dse_platform.config import Settings
 Check = tuple[bool, str]
 
 
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a library's connection errors during one probe: a failed probe is the answer, not noise."""
+    logger = logging.getLogger(logger_name)
+    before = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def kafka_health(settings: Settings) -> Check:
     """A metadata request to the broker: it answers with its cluster and broker list."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=4000,
-                                 client_id="dse-health")
-    except (KafkaError, OSError, ValueError) as exc:
-        return False, f"no broker answers at {settings.bootstrap_servers}: {type(exc).__name__}"
-    try:
-        cluster = admin.describe_cluster()
-        return True, f"cluster {cluster.get('cluster_id')} with {len(cluster.get('brokers', []))} broker(s)"
-    except (KafkaError, OSError) as exc:
-        return False, f"metadata request failed: {exc}"
-    finally:
-        admin.close()
+    with _quiet("kafka"):
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=4000,
+                                     client_id="dse-health")
+        except (KafkaError, OSError, ValueError) as exc:
+            return False, f"no broker answers at {settings.bootstrap_servers}: {type(exc).__name__}"
+        try:
+            cluster = admin.describe_cluster()
+            return True, f"cluster {cluster.get('cluster_id')} with {len(cluster.get('brokers', []))} broker(s)"
+        except (KafkaError, OSError) as exc:
+            return False, f"metadata request failed: {exc}"
+        finally:
+            admin.close()
 
 
 def http_health(url: str, expect: str | None = None) -> Check:
@@ -70,14 +84,21 @@ def airflow_health(settings: Settings) -> Check:
     return True, "api-server, " + ", ".join(sorted(parts)) + " healthy"
 
 
-def database_health(settings: Settings) -> Check:
-    """``SELECT 1`` through SQLAlchemy against the serving database."""
-    engine = create_engine(settings.serving_db_url, pool_pre_ping=False)
+def sql_health(url: str) -> Check:
+    """``SELECT 1`` through SQLAlchemy; the detail names the database (password hidden)."""
+    engine = create_engine(url)
+    where = engine.url.render_as_string(hide_password=True)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1")).scalar_one()
-        return True, f"{engine.url.render_as_string(hide_password=True)}: SELECT 1 ok"
+        return True, f"{where}: SELECT 1 ok"
     except Exception as exc:  # any driver error means unhealthy; the reason is reported
-        return False, f"{engine.url.render_as_string(hide_password=True)}: {type(exc).__name__}: {str(exc)[:120]}"
+        first_line = (str(exc).strip().splitlines() or [""])[0][:120]
+        return False, f"{where}: {type(exc).__name__}: {first_line}"
     finally:
         engine.dispose()
+
+
+def database_health(settings: Settings) -> Check:
+    """The serving database answers."""
+    return sql_health(settings.serving_db_url)

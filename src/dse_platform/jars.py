@@ -81,9 +81,3 @@ def classpath(settings: Settings, name: str) -> str:
         raise PlatformError(f"the {name} jars are missing under {jar_set_dir(settings, name)}",
                             "run `dse jars` (or `make demo`, which does it)")
     return str(jar_set_dir(settings, name) / "*")
-
-
-def spark_connector_jars(settings: Settings) -> list[Path]:
-    """The jar files to hand to spark-submit ``--jars`` for the Kafka source and sink."""
-    classpath(settings, "spark")
-    return sorted(jar_set_dir(settings, "spark").glob("*.jar"))

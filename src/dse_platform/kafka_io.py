@@ -8,7 +8,6 @@ JSON wire format of the ``dse.bars.v1`` / ``dse.ticks.v1`` / dead-letter contrac
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -71,7 +70,7 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     config: dict[str, Any] = dict(
         bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
         retries=2**31 - 1, max_in_flight_requests_per_connection=5, delivery_timeout_ms=120000,
-        linger_ms=20, batch_size=256 * 1024, compression_type="lz4" if _has_lz4() else None,
+        linger_ms=20, batch_size=256 * 1024,
         key_serializer=lambda k: k.encode("utf-8"), client_id="dse-producer")
     config.update(overrides)
     try:
@@ -79,31 +78,6 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     except (KafkaError, ValueError, OSError) as exc:
         raise PlatformError(f"no Kafka broker answers at {settings.bootstrap_servers}",
                             "start the services with `dse up` or set DSE_KAFKA_BOOTSTRAP") from exc
-
-
-def _has_lz4() -> bool:
-    try:
-        import lz4  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _clean(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def encode_bar(bar: dict[str, Any], source: str, produced_at_ms: int) -> bytes:
-    """A canonical bar as the ``dse.bars.v1`` JSON value (NaN -> null)."""
-    record = {k: _clean(bar.get(k)) for k in BAR_FIELDS[:-2]}
-    record["date"] = str(record["date"])
-    record["source"] = source
-    record["produced_at"] = produced_at_ms
-    return json.dumps(record, separators=(",", ":")).encode("utf-8")
 
 
 def encode_deadletter(raw: bytes, reason: str, source: str, topic: str | None = None,

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
+from dse_platform.health import sql_health
 
 INSTALL_FIX = "install the server (Debian: apt-get install postgresql) or set DSE_POSTGRES_BIN / DSE_DB_URL"
 
@@ -57,12 +58,12 @@ def socket_dir(settings: Settings) -> Path:
     return pg_dir(settings) / "run"
 
 
-def _own(path: Path, user: str | None) -> None:
+def _own(paths: list[Path], user: str | None) -> None:
+    """Hand the folders we create to the server's user (initdb then owns what it creates inside)."""
     if user is not None:
         entry = pwd.getpwnam(user)
-        for root, dirs, files in os.walk(path):
-            for name in [root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, f) for f in files)]:
-                os.chown(name, entry.pw_uid, entry.pw_gid)
+        for path in paths:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def init_cluster(settings: Settings) -> bool:
@@ -70,7 +71,7 @@ def init_cluster(settings: Settings) -> bool:
     binaries, user = bin_dir(settings), run_user()
     data = data_dir(settings)
     socket_dir(settings).mkdir(parents=True, exist_ok=True)
-    _own(pg_dir(settings), user)
+    _own([pg_dir(settings), socket_dir(settings)], user)
     if user is not None and subprocess.run(["test", "-w", str(pg_dir(settings))], user=user).returncode != 0:
         raise PlatformError(
             f"PostgreSQL runs as '{user}', which cannot reach {pg_dir(settings)} (a parent folder is not searchable)",
@@ -101,16 +102,8 @@ def admin_url(settings: Settings) -> str:
 
 
 def health(settings: Settings) -> tuple[bool, str]:
-    """``SELECT 1`` on the cluster's maintenance database (the ``dse`` one may not exist yet)."""
-    engine = create_engine(admin_url(settings))
-    try:
-        with engine.connect() as conn:
-            version = conn.execute(text("SHOW server_version")).scalar_one()
-        return True, f"PostgreSQL {version} answers SELECT"
-    except Exception as exc:  # any driver error means not healthy; the reason is reported
-        return False, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:120]}"
-    finally:
-        engine.dispose()
+    """The cluster answers on its maintenance database (the ``dse`` one may not exist yet)."""
+    return sql_health(admin_url(settings))
 
 
 def ensure_database(settings: Settings) -> None:

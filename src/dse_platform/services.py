@@ -66,7 +66,7 @@ def services(settings: Settings) -> list[Service]:
             health.mlflow_health, "DSE_MLFLOW_PORT",
             prepare=lambda: art.mkdir(parents=True, exist_ok=True),
             env={"MLFLOW_SERVER_ALLOWED_HOSTS": f"{settings.host}:*,localhost:*",
-                 "PATH": airflow_env.airflow_environment(settings)["PATH"]}))
+                 "PATH": airflow_env.path_with_venv()}))
     if settings.local_postgres:
         found.append(Service(
             "postgres", f"postgresql://dse@{settings.host}:{settings.postgres_port}/dse",
