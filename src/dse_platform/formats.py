@@ -78,7 +78,8 @@ def symbol_from_filename(path: Path) -> str:
     return name.strip().upper()
 
 
-def _records(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def split_records(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header cells and (line number, cells) of every non-blank CSV record."""
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
@@ -187,8 +188,8 @@ def detect_format(path: Path, header: list[str]) -> tuple[str, Parser]:
         "export or DSE's day-end archive layout")
 
 
-def parse_file(path: Path) -> ParsedFile:
-    """Read one raw file in whichever known layout its header shows."""
-    header, rows = _records(read_text(path))
+def parse_file(path: Path, text: str | None = None) -> ParsedFile:
+    """Parse one raw file (its ``text`` when already read) in whichever known layout its header shows."""
+    header, rows = split_records(read_text(path) if text is None else text)
     _, parser = detect_format(path, header)
     return parser(path, header, rows)

@@ -8,8 +8,9 @@ Files are recognised by header (see :mod:`formats`); the instrument reference fi
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,14 +50,15 @@ def discover(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def _header(path: Path) -> list[str]:
-    first = read_text(path).splitlines()[:1]
-    return [h.strip().strip('"').lower() for h in first[0].split(",")] if first else []
+def is_reference(text: str) -> bool:
+    """The instrument reference file is told apart by its header."""
+    first = text.split("\n", 1)[0]
+    return [h.strip().strip('"').lower() for h in first.split(",")] == REFERENCE_HEADER
 
 
-def load_reference(path: Path) -> pd.DataFrame:
+def load_reference(path: Path, text: str | None = None) -> pd.DataFrame:
     """Instrument reference: index = trading code; columns sector, category (A/B/N/Z)."""
-    frame = pd.read_csv(path, skipinitialspace=True, dtype=str)
+    frame = pd.read_csv(io.StringIO(read_text(path) if text is None else text), skipinitialspace=True, dtype=str)
     frame.columns = [c.strip().lower() for c in frame.columns]
     return pd.DataFrame({
         "sector": frame["marketname"].str.strip().values,
@@ -102,22 +104,20 @@ def build_report(files: list[ParsedFile], outcome, read: int) -> dict:
 
 
 def ingest(paths: Iterable[Path], store_dir: Path, today: dt.date | None = None,
-           progress: bool = True, echo: Callable[[str], None] = print) -> IngestResult:
+           progress: bool = True) -> IngestResult:
     """Read, validate and store; raises PlatformError (store untouched) on a file it cannot read."""
     files = discover(list(paths))
     reference = load_reference(DEFAULT_REFERENCE) if DEFAULT_REFERENCE.exists() else \
         pd.DataFrame(columns=["sector", "category"])
-    data_files = []
-    for path in files:
-        if _header(path) == REFERENCE_HEADER:
-            reference = load_reference(path)
-        else:
-            data_files.append(path)
     parsed: list[ParsedFile] = []
-    for path in tqdm(data_files, desc="ingest", unit="file", disable=not progress):
-        item = parse_file(path)
+    for path in tqdm(files, desc="ingest", unit="file", disable=not progress):
+        text = read_text(path)
+        if is_reference(text):
+            reference = load_reference(path, text)
+        else:
+            parsed.append(parse_file(path, text))
+    for item in parsed:
         _check_symbols(item, reference)
-        parsed.append(item)
     read = sum(len(p.rows) + len(p.truncated_lines) for p in parsed)
     outcome = apply_rules(parsed, reference, today)
     report = build_report(parsed, outcome, read)

@@ -76,7 +76,8 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
         return RuleOutcome(raw, pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(),
                            TradingCalendar((), ()))
     raw = raw.astype({c: "string" for c in [*NUMERIC_COLS, "date", "symbol"]})
-    raw["raw"] = raw[["date", *NUMERIC_COLS]].fillna("").agg(",".join, axis=1)
+    # the row as read, for the rejects file (column-wise: a row-wise join is ~50 s on the full history)
+    raw["raw"] = raw["date"].fillna("").str.cat([raw[c].fillna("") for c in NUMERIC_COLS], sep=",")
 
     # -- cell parsing ------------------------------------------------------------------------------
     raw["day"] = _parse_dates(raw["date"])
