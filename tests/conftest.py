@@ -24,7 +24,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def platform_env(home: Path, **extra: str) -> dict[str, str]:
+def platform_env_for(home: Path, **extra: str) -> dict[str, str]:
     """Environment for a private platform instance: its own var/ folder and free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DSE_")}
     env.update({
@@ -79,15 +79,22 @@ def home() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def platform() -> Iterator[Settings]:
-    """Kafka, MLflow, PostgreSQL and Airflow, started once for the whole session by `dse up`."""
-    env = platform_env(service_home("platform"))
+def platform_env() -> Iterator[dict[str, str]]:
+    """Kafka, MLflow, PostgreSQL and Airflow, started once for the whole session by `dse up`.
+
+    Yields the environment `dse` ran with, so tests can start more `dse` processes against them.
+    """
+    env = platform_env_for(service_home("platform"))
     proc = run_dse(env, "up")
     if proc.returncode != 0:
         run_dse(env, "down")
         pytest.fail(f"dse up failed:\n{proc.stdout}\n{proc.stderr}")
-    settings = settings_for(env)
-    settings.__dict__["env"] = env
-    yield settings
+    yield env
     run_dse(env, "down")
-    shutil.rmtree(settings.home, ignore_errors=True)
+    shutil.rmtree(env["DSE_HOME"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def platform(platform_env) -> Settings:
+    """The settings of the session's running platform."""
+    return settings_for(platform_env)

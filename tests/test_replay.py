@@ -78,10 +78,9 @@ def test_every_bar_arrives_once_in_date_order_per_key(cfg):
     assert set(sample) >= {"open", "high", "low", "close", "volume", "trades", "value_mn"}
 
 
-def test_kill_then_resume_gives_the_same_set_with_no_gap(cfg):
+def test_kill_then_resume_gives_the_same_set_with_no_gap(cfg, platform_env):
     ckpt = checkpoint_path(cfg, START, END, None)
-    # the platform fixture keeps the environment its `dse up` ran with
-    env = {**cfg.__dict__["env"], "DSE_BARS_TOPIC": cfg.bars_topic, "DSE_STORE_DIR": str(cfg.store_dir)}
+    env = {**platform_env, "DSE_BARS_TOPIC": cfg.bars_topic, "DSE_STORE_DIR": str(cfg.store_dir)}
     args = [DSE, "replay", "--from", str(START), "--to", str(END), "--speed", "8"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

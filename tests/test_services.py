@@ -18,7 +18,7 @@ import mlflow
 from dse_platform import health
 from dse_platform.services import port_in_use, services
 
-from .conftest import platform_env, run_dse, settings_for
+from .conftest import platform_env_for, run_dse, settings_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ def _db_round_trip(url: str) -> None:
 
 
 def test_up_round_trips_then_down_leaves_no_listener(home):
-    env = platform_env(home)
+    env = platform_env_for(home)
     settings = settings_for(env)
     ports = [p for s in services(settings) for p in s.ports]
     try:
@@ -105,7 +105,7 @@ def test_port_in_use_is_refused_with_the_setting_to_change(tmp_path):
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        env = platform_env(tmp_path / "home", DSE_MLFLOW_PORT=str(port), DSE_AIRFLOW_ENABLED="false")
+        env = platform_env_for(tmp_path / "home", DSE_MLFLOW_PORT=str(port), DSE_AIRFLOW_ENABLED="false")
         proc = run_dse(env, "up", timeout=120)
     assert proc.returncode == 2
     assert f"port {port} needed by mlflow is already in use" in proc.stderr
@@ -115,7 +115,7 @@ def test_port_in_use_is_refused_with_the_setting_to_change(tmp_path):
 
 
 def test_broker_that_fails_to_start_is_reported_not_healthy(home):
-    env = platform_env(home, DSE_AIRFLOW_ENABLED="false", DSE_DB_BACKEND="sqlite", DSE_HEALTH_TIMEOUT_S="120")
+    env = platform_env_for(home, DSE_AIRFLOW_ENABLED="false", DSE_DB_BACKEND="sqlite", DSE_HEALTH_TIMEOUT_S="120")
     data = home / "kafka" / "data"
     data.mkdir(parents=True)
     # a log dir formatted for another node: the broker refuses it and exits
@@ -141,7 +141,7 @@ def _fake_java(tmp_path, version: str):
 
 
 def test_java_too_old_gets_one_clear_line(tmp_path):
-    env = platform_env(tmp_path / "home", DSE_JAVA_HOME=str(_fake_java(tmp_path, "11.0.2")))
+    env = platform_env_for(tmp_path / "home", DSE_JAVA_HOME=str(_fake_java(tmp_path, "11.0.2")))
     proc = run_dse(env, "doctor", timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -149,13 +149,13 @@ def test_java_too_old_gets_one_clear_line(tmp_path):
 
 
 def test_java_1_8_style_version_is_read_as_8(tmp_path):
-    env = platform_env(tmp_path / "home", DSE_JAVA_HOME=str(_fake_java(tmp_path, "1.8.0_292")))
+    env = platform_env_for(tmp_path / "home", DSE_JAVA_HOME=str(_fake_java(tmp_path, "1.8.0_292")))
     proc = run_dse(env, "doctor", timeout=60)
     assert proc.returncode == 2 and "found Java 8" in proc.stderr
 
 
 def test_missing_maven_names_the_install(tmp_path):
-    env = platform_env(tmp_path / "home", DSE_MAVEN="mvn-does-not-exist", DSE_JARS_DIR=str(tmp_path / "jars"))
+    env = platform_env_for(tmp_path / "home", DSE_MAVEN="mvn-does-not-exist", DSE_JARS_DIR=str(tmp_path / "jars"))
     proc = run_dse(env, "jars", timeout=60)
     assert proc.returncode == 2
     assert "Maven ('mvn-does-not-exist') was not found" in proc.stderr and "apt-get install maven" in proc.stderr
@@ -165,7 +165,7 @@ def test_half_written_jar_cache_is_noticed_and_resolved_again(tmp_path):
     jars = tmp_path / "jars"
     (jars / "kafka").mkdir(parents=True)
     (jars / "kafka" / "kafka-clients-4.3.1.jar").write_bytes(b"PK\x03\x04 truncated")
-    env = platform_env(tmp_path / "home", DSE_JARS_DIR=str(jars))
+    env = platform_env_for(tmp_path / "home", DSE_JARS_DIR=str(jars))
     proc = run_dse(env, "jars", timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "incomplete" in proc.stdout and "resolving it again" in proc.stdout
@@ -177,7 +177,7 @@ def test_half_written_jar_cache_is_noticed_and_resolved_again(tmp_path):
 
 
 def test_health_checks_say_unhealthy_when_nothing_listens(tmp_path):
-    env = platform_env(tmp_path / "home")
+    env = platform_env_for(tmp_path / "home")
     s = settings_for(env)
     for check in (health.kafka_health, health.mlflow_health, health.airflow_health):
         ok, detail = check(s)
