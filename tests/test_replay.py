@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from kafka import KafkaConsumer
+from kafka.partitioner.default import murmur2
 
 from dse_platform import store
 from dse_platform.config import PROJECT_DIR
@@ -73,6 +74,11 @@ def test_every_bar_arrives_once_in_date_order_per_key(cfg):
     for r in sorted(got, key=lambda r: (r["_partition"], r["_offset"])):
         by_key.setdefault(r["symbol"], []).append(r["date"])
     assert all(dates == sorted(dates) for dates in by_key.values())
+    # the key -> partition mapping is the Java client's (murmur2), the same kafka-python uses
+    parts = sorted({r["_partition"] for r in got})
+    n = cfg.topic_partitions
+    assert len(parts) > 1
+    assert all(r["_partition"] == (murmur2(r["symbol"].encode()) & 0x7FFFFFFF) % n for r in got)
     sample = got[0]
     assert sample["source"] == "replay" and sample["produced_at"] > 1_700_000_000_000
     assert set(sample) >= {"open", "high", "low", "close", "volume", "trades", "value_mn"}

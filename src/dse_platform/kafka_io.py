@@ -80,6 +80,50 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
                             "start the services with `dse up` or set DSE_KAFKA_BOOTSTRAP") from exc
 
 
+class BulkProducer:
+    """A no-loss producer for bulk sends (replay), on librdkafka through confluent-kafka.
+
+    kafka-python spends ~100 us of Python per record (measured: 8k bars/s on 2 cores); librdkafka
+    batches in C (110k bars/s on the same data). Same guarantees as :func:`producer`: acks=all,
+    idempotence, retries until the delivery timeout; :meth:`flush_or_fail` raises if any record
+    was not acknowledged.
+    """
+
+    def __init__(self, settings: Settings, client_id: str = "dse-bulk") -> None:
+        from confluent_kafka import Producer
+
+        self.servers = settings.bootstrap_servers
+        self._producer = Producer({
+            "bootstrap.servers": self.servers, "client.id": client_id, "acks": "all",
+            "enable.idempotence": True, "delivery.timeout.ms": 120000, "linger.ms": 20,
+            "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
+            # the Java client's key -> partition mapping, as kafka-python uses
+            "partitioner": "murmur2_random",
+        })
+        self._failures: list[str] = []
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._failures.append(str(err))
+
+    def send(self, topic: str, key: str, value: bytes) -> None:
+        """Queue one record; waits for room when librdkafka's queue is full."""
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def flush_or_fail(self, timeout_s: float = 120) -> None:
+        """Wait until every queued record is acknowledged; raise naming the first failure."""
+        remaining = self._producer.flush(timeout_s)
+        if remaining or self._failures:
+            problem = self._failures[0] if self._failures else f"{remaining} records unacknowledged after {timeout_s}s"
+            raise PlatformError(f"Kafka at {self.servers} did not acknowledge every record: {problem}",
+                                "check the broker with `dse status`, then resume with --resume")
+
+
 def encode_deadletter(raw: bytes, reason: str, source: str, topic: str | None = None,
                       partition: int | None = None, offset: int | None = None) -> bytes:
     """A dead letter: the raw bytes (as latin-1 text, lossless), where they came from and why they failed."""

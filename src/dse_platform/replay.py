@@ -101,27 +101,25 @@ def replay(settings: Settings, start: dt.date | None = None, end: dt.date | None
     elif ckpt.exists():
         ckpt.unlink()
     kafka_io.ensure_topics(settings, [settings.bars_topic])
-    prod = kafka_io.producer(settings)
+    prod = kafka_io.BulkProducer(settings, client_id="dse-replay")
     days = sorted(bars["date"].unique())
     started = time.monotonic()
     sent = 0
-    pending: list = []
-    try:
-        for i, (day, day_bars) in enumerate(tqdm(bars.groupby("date", sort=True), total=len(days),
-                                                 desc="replay", unit="day", disable=not progress)):
-            if speed is not None:
-                wait = started + i / speed - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-            pending += [prod.send(settings.bars_topic, key=key, value=value)
-                        for key, value in encode_day(day_bars, int(time.time() * 1000))]
-            # paced replays acknowledge every day; at full speed whole days are grouped into
-            # batches of at least MAX_SPEED_BATCH bars so one broker round trip serves many days
-            if speed is not None or len(pending) >= MAX_SPEED_BATCH or i == len(days) - 1:
-                kafka_io.flush_or_fail(prod, pending)
-                sent += len(pending)
-                pending = []
-                _save_checkpoint(ckpt, day, sent)
-    finally:
-        prod.close()
+    pending = 0
+    for i, (day, day_bars) in enumerate(tqdm(bars.groupby("date", sort=True), total=len(days),
+                                             desc="replay", unit="day", disable=not progress)):
+        if speed is not None:
+            wait = started + i / speed - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        for key, value in encode_day(day_bars, int(time.time() * 1000)):
+            prod.send(settings.bars_topic, key, value)
+        pending += len(day_bars)
+        # paced replays acknowledge every day; at full speed whole days are grouped into
+        # batches of at least MAX_SPEED_BATCH bars so one broker round trip serves many days
+        if speed is not None or pending >= MAX_SPEED_BATCH or i == len(days) - 1:
+            prod.flush_or_fail()
+            sent += pending
+            pending = 0
+            _save_checkpoint(ckpt, day, sent)
     return ReplayResult(len(days), sent, time.monotonic() - started, resumed_after)
