@@ -84,7 +84,8 @@ class BulkProducer:
     """A no-loss producer for bulk sends (replay), on librdkafka through confluent-kafka.
 
     kafka-python spends ~100 us of Python per record; librdkafka batches in C. Measured by
-    bench/bench_replay.py on 2 cores: whole-history replay 13k bars/s with kafka-python, 52k with this. Same guarantees as :func:`producer`: acks=all,
+    bench/bench_replay.py on 2 cores: whole-history replay 13k bars/s with kafka-python, 52k with this.
+    Same guarantees as :func:`producer`: acks=all,
     idempotence, retries until the delivery timeout; :meth:`flush_or_fail` raises if any record
     was not acknowledged.
     """
