@@ -195,8 +195,7 @@ def replay_cmd(
 ) -> None:
     """Replay stored bars into the bars topic, day by day."""
     settings = get_settings()
-    codes = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
-    result = replay_mod.replay(settings, _date(start, "--from"), _date(end, "--to"), codes, _speed(speed),
+    result = replay_mod.replay(settings, _date(start, "--from"), _date(end, "--to"), _symbols(symbols), _speed(speed),
                                resume, progress=sys.stderr.isatty(), echo=_echo)
     _echo(f"replay: {result.bars:,} bars over {result.days:,} trading days to {settings.bars_topic} "
           f"in {result.seconds:.1f}s ({result.bars_per_s:,.0f} bars/s)")
@@ -216,6 +215,70 @@ def live(max_polls: int = typer.Option(None, help="Stop after this many polls (d
     from dse_platform import live as live_mod
 
     live_mod.run(get_settings(), max_polls=max_polls)
+
+
+def _symbols(value: str | None) -> list[str] | None:
+    return [s.strip().upper() for s in value.split(",") if s.strip()] if value else None
+
+
+@app.command()
+def train(
+    start: str = typer.Option(None, "--from", help="First bar date to train on (default: all history)."),
+    cutoff: str = typer.Option(None, "--cutoff", help="Last bar date the model may see (default: all)."),
+    symbols: str = typer.Option(None, help="Comma-separated trading codes (default: every instrument)."),
+    folds: int = typer.Option(None, help="Walk-forward folds (default DSE_TRAIN_FOLDS)."),
+    test_sessions: int = typer.Option(None, help="Sessions per test window (default DSE_TRAIN_TEST_SESSIONS)."),
+    promote: bool = typer.Option(False, help="Run the champion/challenger gate on the new version."),
+) -> None:
+    """Walk-forward evaluate and train the direction model, log it to MLflow and register a version."""
+    from dse_platform import registry, training
+
+    settings = get_settings()
+    result = training.train(settings, _date(start, "--from"), _date(cutoff, "--cutoff"), _symbols(symbols),
+                            folds, test_sessions)
+    for line in training.summary_lines(result, settings.gate_metric):
+        _echo(line)
+    if promote and result.version:
+        _print_decision(registry.promote(settings, result.version))
+
+
+def _print_decision(decision) -> None:
+    verdict = "PROMOTED" if decision.promoted else "HELD"
+    _echo(f"gate: version {decision.challenger} {verdict}: {decision.reason}")
+
+
+@app.command("promote")
+def promote_cmd(
+    version: str = typer.Option(None, help="Version to promote (default: the newest)."),
+    force: bool = typer.Option(False, help="Skip the gate (recorded as a forced promotion)."),
+) -> None:
+    """Make a version `production` if it beats the current one and both baselines (the gate)."""
+    from dse_platform import registry
+
+    if force and version is None:
+        raise PlatformError("--force needs --version", "name the version to force, e.g. --version 3")
+    decision = registry.promote(get_settings(), version, force)
+    _print_decision(decision)
+    if not decision.promoted:
+        raise typer.Exit(1)
+
+
+@app.command()
+def models() -> None:
+    """List registered versions with their aliases and headline walk-forward metrics."""
+    from dse_platform import registry
+
+    settings = get_settings()
+    frame = registry.list_models(settings)
+    if frame.empty:
+        _echo(f"no versions of {settings.model_name} yet: run `dse train`")
+        return
+    table = Table(title=f"{settings.model_name} at {settings.tracking_uri}")
+    for col in frame.columns:
+        table.add_column(col)
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
 
 
 @app.command()

@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     model_name: str = Field("dse-direction", description="Registered model name.")
     model_alias: str = Field("production", description="Registry alias that serving follows.")
 
+    # ---- model lifecycle: every training and gate threshold in one place ----------------------
+    train_folds: int = Field(6, ge=2, description="Walk-forward folds (test windows) of `dse train`.")
+    train_test_sessions: int = Field(120, ge=5, description="Sessions in each walk-forward test window.")
+    train_purge_sessions: int = Field(5, ge=1, description="Sessions dropped between train and test data.")
+    train_min_sessions: int = Field(250, ge=1, description="Fewest training sessions the first fold may have.")
+    train_c: float = Field(0.1, gt=0, description="Inverse L2 strength of the logistic regression.")
+    gate_metric: Literal["roc_auc", "balanced_accuracy", "accuracy", "neg_log_loss"] = Field(
+        "roc_auc", description="Score the champion/challenger gate compares (higher is better).")
+    gate_margin: float = Field(0.0, ge=0, description="How much the challenger must beat the champion by.")
+    backtest_cost_bps: float = Field(30.0, ge=0, description="Cost per position change in the backtest (bps).")
+
     airflow_port: int = Field(8080, description="Airflow api-server (UI) port.")
     airflow_enabled: bool = Field(True, description="Start Airflow with `dse up`.")
 
