@@ -42,6 +42,8 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     stop_wait_s: int = 30
+    #: TERM by default; PostgreSQL gets INT ("fast" shutdown: TERM waits for every client to leave)
+    stop_signal: str = "TERM"
     #: a program that exits sooner than this after a start counts as failed to start (-> FATAL)
     start_secs: int = 5
 
@@ -72,7 +74,7 @@ def services(settings: Settings) -> list[Service]:
             "postgres", f"postgresql://dse@{settings.host}:{settings.postgres_port}/dse",
             [settings.postgres_port], lambda: pgserver.command(settings), pgserver.health,
             "DSE_POSTGRES_PORT", prepare=lambda: pgserver.init_cluster(settings),
-            after_healthy=pgserver.ensure_database, user=pgserver.run_user()))
+            after_healthy=pgserver.ensure_database, user=pgserver.run_user(), stop_signal="INT"))
     if settings.airflow_enabled:
         found.append(Service(
             "airflow", settings.airflow_url, [settings.airflow_port],
@@ -129,7 +131,7 @@ def write_config(settings: Settings, svcs: list[Service]) -> Path:
             f"command={_command_line(svc)}",
             f"directory={settings.project_dir}",
             "autostart=true", "autorestart=unexpected", f"startsecs={svc.start_secs}", "startretries=2",
-            "stopasgroup=true", "killasgroup=true", f"stopwaitsecs={svc.stop_wait_s}",
+            "stopasgroup=true", "killasgroup=true", f"stopwaitsecs={svc.stop_wait_s}", f"stopsignal={svc.stop_signal}",
             f"stdout_logfile={log_path(settings, svc.name)}", "redirect_stderr=true",
             "stdout_logfile_maxbytes=20MB", "stdout_logfile_backups=2",
         ]

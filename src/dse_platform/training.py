@@ -14,6 +14,7 @@ import datetime as dt
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def train(settings: Settings, start: dt.date | None = None, cutoff: dt.date | No
         info = mlflow.sklearn.log_model(
             final, name="model", serialization_format="skops", pyfunc_predict_fn="predict_proba",
             signature=infer_signature(example, final.predict_proba(example)), input_example=example,
-            registered_model_name=settings.model_name if register else None,
+            registered_model_name=settings.model_name if register else None, pip_requirements=_requirements(),
             metadata={"feature_version": data.feature_version})
         timings["mlflow_s"] = time.perf_counter() - t0
         mlflow.log_metrics({f"time_{k}": v for k, v in timings.items()})
@@ -141,6 +142,11 @@ def train(settings: Settings, start: dt.date | None = None, cutoff: dt.date | No
         registry.tag_version(settings, version, {"feature_version": data.feature_version,
                                                  "data_end": str(last_day)})
     return TrainResult(run.info.run_id, version, metrics, fold_list, timings)
+
+
+def _requirements() -> list[str]:
+    """What loading the model needs, pinned to this environment (MLflow's own inference takes ~15 s)."""
+    return [f"{dist}=={metadata.version(dist)}" for dist in ("mlflow", "scikit-learn", "skops", "numpy", "pandas")]
 
 
 def summary_lines(result: TrainResult, metric: str) -> list[str]:
