@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import socket
@@ -14,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from dse_platform.config import PROJECT_DIR, Settings
+from dse_platform.ingest import ingest
 
+# "today" of the tests: fixed, so date rules (future dates) do not drift with the clock
+TODAY = dt.date(2026, 11, 24)
 DSE = str(Path(sys.executable).parent / "dse")
 
 
@@ -76,6 +80,14 @@ def home() -> Iterator[Path]:
     path = service_home("t")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shipped_store(tmp_path_factory) -> tuple[dict, Path]:
+    """The whole shipped data set ingested once per session (about 25 s): (quality report, store folder)."""
+    target = tmp_path_factory.mktemp("store") / "store"
+    result = ingest([PROJECT_DIR / "data"], target, today=TODAY, progress=False)
+    return result.report, target
 
 
 @pytest.fixture(scope="session")

@@ -15,20 +15,19 @@ from dse_platform import store
 from dse_platform.config import PROJECT_DIR
 from dse_platform.errors import PlatformError
 from dse_platform.ingest import ingest
+from tests.conftest import TODAY
 
 DATA = PROJECT_DIR / "data"
 EOD = DATA / "dse-eod-2018-2025"
-TODAY = dt.date(2026, 11, 24)
 
 
 @pytest.fixture(scope="session")
-def shipped(tmp_path_factory):
-    """The whole shipped data set ingested once (about a minute)."""
-    target = tmp_path_factory.mktemp("store") / "store"
-    result = ingest([DATA], target, today=TODAY, progress=False)
+def shipped(shipped_store):
+    """The whole shipped data set ingested once per session, with its bars and rejects read back."""
+    report, target = shipped_store
     bars = store.read_bars(target)
     rejects = pd.read_csv(target / "rejects.csv", dtype=str, keep_default_na=False)
-    return result.report, bars, rejects, target
+    return report, bars, rejects, target
 
 
 def _flagged(bars, rule):

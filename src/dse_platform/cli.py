@@ -282,6 +282,22 @@ def models() -> None:
 
 
 @app.command()
+def stream(
+    trigger: str = typer.Option(None, help="processing-time (service) or available-now (bounded run)."),
+    timeout: float = typer.Option(None, help="Stop after this many seconds."),
+) -> None:
+    """Run the streaming job with spark-submit (Kafka -> features -> production model -> PostgreSQL)."""
+    from dse_platform import streaming
+
+    settings = get_settings()
+    args = [*(["--trigger", trigger] if trigger else []), *(["--timeout", str(timeout)] if timeout else [])]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    code = subprocess.call(streaming.submit_command(settings, *args), env=env, cwd=settings.project_dir)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def demo() -> None:
     """Bring the platform up, ingest the shipped data if the store is empty, and show where everything is."""
     settings = get_settings()

@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     java_home: Path | None = Field(None, description="JDK to use (17+); default: java on PATH.")
     maven: str = Field("mvn", description="Maven executable used to resolve the jars.")
     spark_master: str = Field("local[*]", description="Spark master for the streaming job.")
+    spark_ui_port: int = Field(4040, description="Port of the streaming job's Spark UI.")
+    stream_trigger: Literal["processing-time", "available-now"] = Field(
+        "processing-time", description="Long-running service, or a bounded run of what the topics hold.")
+    stream_interval_s: float = Field(0.0, ge=0, description="Processing-time trigger interval (0: back to back).")
+    stream_max_offsets: int = Field(50_000, ge=1, description="Most Kafka records one micro-batch reads.")
+    stream_shuffle_partitions: int = Field(
+        2, ge=1, description="State partitions (fixed by the first run of a checkpoint).")
+    stream_model_poll_s: float = Field(5.0, gt=0, description="How often the job asks the registry for the alias.")
+    stream_checkpoint_override: Path | None = Field(
+        None, alias="DSE_STREAM_CHECKPOINT", description="Checkpoint folder (default var/checkpoints/stream).")
 
     health_timeout_s: float = Field(180.0, description="How long `dse up` waits for services to be healthy.")
 
@@ -95,6 +105,10 @@ class Settings(BaseSettings):
     @property
     def store_dir(self) -> Path:
         return self.store_dir_override or self.home / "store"
+
+    @property
+    def stream_checkpoint(self) -> Path:
+        return self.stream_checkpoint_override or self.home / "checkpoints" / "stream"
 
     @property
     def logs_dir(self) -> Path:

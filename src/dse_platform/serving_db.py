@@ -115,6 +115,17 @@ predictions = Table(
     Index("ix_predictions_date", "date"),
 )
 
+# what the stream computed for each bar (JSON list in FEATURE_NAMES order): parity checks and drift monitoring
+features = Table(
+    "features", METADATA,
+    Column("symbol", String, primary_key=True),
+    Column("date", Date, primary_key=True),
+    Column("feature_version", String, nullable=False),
+    Column("values", Text, nullable=False),
+    _stamp("computed_at"),
+    Index("ix_features_date", "date"),
+)
+
 prediction_outcomes = Table(
     "prediction_outcomes", METADATA,
     Column("symbol", String, primary_key=True),
