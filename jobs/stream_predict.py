@@ -19,13 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trigger", choices=["processing-time", "available-now"], default=None,
                         help="override DSE_STREAM_TRIGGER")
-    parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds (0: no limit)")
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.trigger:
         settings = settings.model_copy(update={"stream_trigger": args.trigger})
     try:
-        streaming.run(settings, store.read_calendar(settings.store_dir), args.timeout)
+        streaming.run(settings, store.read_calendar(settings.store_dir), args.timeout or None)
     except PlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -61,6 +61,21 @@ class Settings(BaseSettings):
     gate_margin: float = Field(0.0, ge=0, description="How much the challenger must beat the champion by.")
     backtest_cost_bps: float = Field(30.0, ge=0, description="Cost per position change in the backtest (bps).")
 
+    # ---- monitoring thresholds (the dse_monitoring DAG) -------------------------------------------
+    monitor_psi_threshold: float = Field(0.25, gt=0, description="PSI above which a feature counts as drifted.")
+    monitor_reference_sessions: int = Field(250, ge=20, description="Store sessions the drift reference spans.")
+    monitor_accuracy_days: int = Field(30, ge=1, description="Days of resolved outcomes live accuracy covers.")
+    monitor_min_outcomes: int = Field(200, ge=1, description="Outcomes needed before accuracy can alert.")
+    monitor_accuracy_slack: float = Field(0.02, ge=0, description="How far below the best baseline may go.")
+    monitor_max_dead_letters: int = Field(1000, ge=0, description="Dead letters per day before an alert.")
+
+    # ---- orchestration (Airflow) --------------------------------------------------------------
+    retrain_schedule: str = Field("30 15 * * 0-4", description="Cron (Asia/Dhaka) of the nightly retrain.")
+    live_schedule: str = Field("55 9 * * 0-4", description="Cron (Asia/Dhaka) that starts the live ingest.")
+    monitoring_schedule: str = Field("0 16 * * 0-4", description="Cron (Asia/Dhaka) of the monitoring run.")
+    live_url: str = Field("https://www.dsebd.org/latest_share_price_scroll_l.php",
+                          description="DSE latest-share-price page the live connector polls.")
+
     airflow_port: int = Field(8080, description="Airflow api-server (UI) port.")
     airflow_enabled: bool = Field(True, description="Start Airflow with `dse up`.")
 

@@ -32,7 +32,7 @@ from dse_platform.trading_calendar import DHAKA, TradingCalendar, weekday_calend
 
 log = logging.getLogger(__name__)
 
-DSE_LATEST_URL = "https://www.dsebd.org/latest_share_price_scroll_l.php"
+DSE_LATEST_URL: str = Settings.model_fields["live_url"].default
 USER_AGENT = "dse-platform-live/1.0 (polls every 30 s during the session only)"
 DEFAULT_POLL_INTERVAL_S = 30.0
 HTTP_TIMEOUT_S = 20.0
@@ -291,18 +291,28 @@ class LivePoller:
         self.last_layout_error = None
         return self._publish(as_of, rows)
 
-    def run(self, max_polls: int | None = None) -> None:
+    def run(self, max_polls: int | None = None, until_close: bool = False, max_wait_s: float | None = None) -> None:
         """Poll every interval while the market is open, sleep until the next open otherwise.
 
         ``max_polls`` bounds the number of fetches (None: forever); waits outside the
-        session do not count.
+        session do not count. ``until_close`` ends the run at the close instead (or at
+        once when no session opens later today): one run per session, as Airflow runs it.
+        ``max_wait_s`` ends it instead of waiting longer than that for an open.
         """
         polls = 0
         while max_polls is None or polls < max_polls:
             moment = self.now()
             if not self.calendar.in_session(moment):
                 opens = self.calendar.next_open(moment)
+                if until_close and opens.astimezone(DHAKA).date() != moment.astimezone(DHAKA).date():
+                    log.warning("DSE is closed at %s and opens next %s: the session's ingest is over "
+                                "(%d polls)", moment.astimezone(DHAKA).isoformat(), opens.isoformat(), polls)
+                    return
                 wait = max((opens - moment).total_seconds(), 0.0)
+                if max_wait_s is not None and wait > max_wait_s:
+                    log.warning("DSE opens in %.0f s, more than the %.0f s this run may wait: ending", wait,
+                                max_wait_s)
+                    return
                 log.info("DSE is closed at %s; sleeping %.0f s until %s", moment.astimezone(DHAKA).isoformat(),
                          wait, opens.isoformat())
                 self.sleep(wait)
@@ -351,8 +361,9 @@ class LivePoller:
         return result
 
 
-def run(settings: Settings, *, max_polls: int | None = None,
-        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S, url: str = DSE_LATEST_URL) -> None:
+def run(settings: Settings, *, max_polls: int | None = None, until_close: bool = False,
+        max_wait_s: float | None = None,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S, url: str | None = None) -> None:
     """`dse live`: poll DSE with real HTTP, the store's trading calendar and a no-loss producer."""
     from dse_platform import store  # pandas/pyarrow: only needed here, not by the parser
 
@@ -367,6 +378,7 @@ def run(settings: Settings, *, max_polls: int | None = None,
     try:
         with httpx.Client(timeout=HTTP_TIMEOUT_S, headers={"User-Agent": USER_AGENT},
                           follow_redirects=True) as client:
-            LivePoller(settings, client, prod, calendar, poll_interval_s=poll_interval_s, url=url).run(max_polls)
+            LivePoller(settings, client, prod, calendar, poll_interval_s=poll_interval_s,
+                       url=url or settings.live_url).run(max_polls, until_close, max_wait_s)
     finally:
         prod.close(timeout=30)

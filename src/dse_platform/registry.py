@@ -195,7 +195,7 @@ def promote(settings: Settings, version: str | None = None, force: bool = False,
                             f"pick one of {sorted(int(mv.version) for mv in versions)} (`dse models`)")
     challenger = _ref(client, max(chosen, key=lambda mv: int(mv.version)), "request")
     champion = production_ref(settings, client)
-    if champion is not None and champion.version == challenger.version:
+    if champion is not None and champion.version == challenger.version and champion.found_by == "alias":
         raise PlatformError(f"version {challenger.version} is already {settings.model_alias}",
                             "train a new version first, or name another with --version")
     if force:

@@ -101,7 +101,7 @@ def parse_batch(frames: Iterator[pd.DataFrame], bars_topic: str) -> Iterator[pd.
         yield _typed(out, PARSED_FIELDS)
 
 
-def _dead(row: pd.Series, reason: str, field: str | None) -> dict[str, Any]:
+def _dead(row: dict[str, Any], reason: str, field: str | None) -> dict[str, Any]:
     return {"symbol": row["symbol"], "kind": "bad", "reason": reason, "field": field, "raw": row["raw"],
             "topic": row["topic"], "partition": row["partition"], "offset": row["offset"]}
 
@@ -121,7 +121,7 @@ def advance(window: list[dict[str, Any]], rows: pd.DataFrame, calendar: TradingC
     changed: set[dt.date] = set()
     outcomes: list[dict[str, Any]] = []
     rows = rows.sort_values(["date", "kind", "offset"], kind="stable")  # same day: the final bar after ticks
-    for _, row in rows.iterrows():
+    for row in rows.to_dict("records"):
         last = bars[-1] if bars else None
         record = {c: row[c] for c in BAR_COLUMNS}
         record["final"] = row["kind"] == "bar"
@@ -278,7 +278,7 @@ class BatchSink:
                                                                   "field"]])
         self._publish(scored, bad)
         log.warning("batch %d: %d in, %d bad, %d scored, model %s, %d outcomes, %.0f ms", batch_id,
-                    len(frame) - len(outcomes), len(bad), len(scored),
+                    len(bars) + len(bad), len(bad), len(scored),
                     f"v{loaded.version}" if loaded else "none", len(outcomes),
                     (time.perf_counter() - started) * 1000)
 

@@ -44,6 +44,7 @@ class TrainResult:
     version: str | None
     metrics: dict[str, float]
     folds: list[evaluation.Fold]
+    model: Pipeline
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -141,7 +142,7 @@ def train(settings: Settings, start: dt.date | None = None, cutoff: dt.date | No
     if version:
         registry.tag_version(settings, version, {"feature_version": data.feature_version,
                                                  "data_end": str(last_day)})
-    return TrainResult(run.info.run_id, version, metrics, fold_list, timings)
+    return TrainResult(run.info.run_id, version, metrics, fold_list, final, timings)
 
 
 def _requirements() -> list[str]:

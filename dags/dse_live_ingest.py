@@ -1,0 +1,37 @@
+"""Live DSE prices during each trading session: poll DSE's latest-share-price page and publish ticks.
+
+Starts before the 10:00 open (Asia/Dhaka, Sunday-Thursday; DSE_LIVE_SCHEDULE), polls through
+the session and ends after the 14:30 close; on a closure day it ends at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param, task
+
+from dse_platform.airflow_ext import START, default_args
+from dse_platform.config import get_settings
+
+with DAG(
+    dag_id="dse_live_ingest",
+    schedule=get_settings().live_schedule,
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=["dse", "live"],
+    doc_md=__doc__,
+    params={
+        "max_polls": Param(None, type=["null", "integer"], minimum=1, title="Stop after this many polls"),
+        "max_wait_s": Param(1800, type="integer", minimum=0, title="Longest wait for the open before ending"),
+    },
+):
+
+    @task(execution_timeout=dt.timedelta(hours=6))
+    def live_session(params=None) -> None:
+        from dse_platform import live
+
+        live.run(get_settings(), until_close=True, max_polls=params["max_polls"], max_wait_s=params["max_wait_s"])
+
+    live_session()

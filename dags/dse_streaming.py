@@ -1,0 +1,83 @@
+"""Start the pipeline from the UI: ensure topics, replay a date range, submit the streaming job, check predictions.
+
+Trigger it with params (date range, symbols, replay speed, trigger mode, run time limit).
+The job is submitted by the Spark provider's SparkSubmitOperator through the
+`spark_default` connection (local master by default; a spark:// master by configuring
+the connection). With the available-now trigger or a run time limit the run ends by itself.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param, task
+
+from dse_platform.airflow_ext import START, PredictionsSensor, default_args
+from dse_platform.config import get_settings
+
+settings = get_settings()
+
+with DAG(
+    dag_id="dse_streaming",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(retries=0),
+    tags=["dse", "streaming"],
+    doc_md=__doc__,
+    params={
+        "start": Param("2025-08-01", type="string", format="date", title="First trading date to replay"),
+        "end": Param("2025-08-25", type="string", format="date", title="Last trading date to replay"),
+        "symbols": Param([], type="array", items={"type": "string"}, title="Trading codes (empty: all)"),
+        "speed": Param(0, type="number", minimum=0, title="Replay speed in trading days/s (0: as fast as possible)"),
+        "trigger": Param("available-now", type="string", enum=["available-now", "processing-time"],
+                         title="Bounded run, or a service for the run time limit"),
+        "run_time_limit_s": Param(0, type="integer", minimum=0, title="Stop the job after this many seconds"),
+    },
+):
+
+    @task
+    def check_params(params=None) -> dict:
+        from dse_platform import orchestration
+
+        return orchestration.check_stream_params(get_settings(), dict(params))
+
+    @task
+    def preflight() -> dict:
+        from dse_platform import orchestration
+
+        return orchestration.spark_preflight(get_settings())
+
+    @task
+    def ensure_topics() -> list[str]:
+        from dse_platform import kafka_io
+
+        return kafka_io.ensure_topics(get_settings())
+
+    @task
+    def replay(checked: dict) -> int:
+        import datetime as dt
+
+        from dse_platform import replay as replay_mod
+
+        result = replay_mod.replay(get_settings(), dt.date.fromisoformat(checked["start"]),
+                                   dt.date.fromisoformat(checked["end"]), checked["symbols"] or None,
+                                   checked["speed"] or None, progress=False)
+        return result.bars
+
+    checked = check_params()
+    ready = preflight()
+    stream = SparkSubmitOperator(
+        task_id="stream_predict",
+        conn_id="spark_default",
+        application=str(settings.project_dir / "jobs" / "stream_predict.py"),
+        name="dse-stream-predict",
+        jars="{{ ti.xcom_pull(task_ids='preflight')['jars'] }}",
+        application_args=["--trigger", "{{ params.trigger }}", "--timeout", "{{ params.run_time_limit_s }}"],
+        conf={"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable},
+        env_vars={"PYSPARK_PYTHON": sys.executable},
+    )
+    health = PredictionsSensor(task_id="predictions_arrived", poke_interval=10, timeout=300, mode="reschedule")
+    [checked, ready] >> ensure_topics() >> replay(checked) >> stream >> health
