@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dse_platform import airflow_env, jars, kafka_io, prereqs, services, store
+from dse_platform import airflow_env, jars, kafka_io, prereqs, services
 from dse_platform import ingest as ingest_mod
 from dse_platform import replay as replay_mod
 from dse_platform.config import get_settings
@@ -71,7 +71,10 @@ def up(
 
 @app.command()
 def down() -> None:
-    """Stop every local service; nothing under var/ is deleted."""
+    """Stop the background streaming job and every local service; nothing under var/ is deleted."""
+    from dse_platform import demo as demo_mod
+
+    demo_mod.stop_stream(get_settings(), _echo)
     services.down(get_settings(), _echo)
 
 
@@ -298,16 +301,11 @@ def stream(
 
 
 @app.command()
-def demo() -> None:
-    """Bring the platform up, ingest the shipped data if the store is empty, and show where everything is."""
-    settings = get_settings()
-    services.up(settings, _echo)
-    if not store.exists(settings.store_dir):
-        _echo("demo: the bar store is empty; ingesting the shipped DSE data")
-        _print_quality(ingest_mod.ingest([settings.data_dir], settings.store_dir, progress=True).report)
-    kafka_io.ensure_topics(settings)
-    if not _print_status(settings):
-        raise typer.Exit(1)
+def demo(watch: float = typer.Option(90.0, help="Seconds to show predictions as they land.")) -> None:
+    """Bring everything up, train a first model if needed, stream a year of replayed bars, show predictions."""
+    from dse_platform import demo as demo_mod
+
+    demo_mod.run(get_settings(), _echo, lambda frame: console.print(frame.to_string(index=False)), watch)
 
 
 def main() -> None:
