@@ -35,11 +35,15 @@ jars: $(STAMP)
 	@$(BIN)/dse doctor >/dev/null
 	$(BIN)/dse jars
 
-# The test suite runs the database tests against a real PostgreSQL server: install Debian's when absent.
+# The test suite runs the database tests against a real PostgreSQL server and drives the UIs with Playwright
+# through Debian's Chromium (Playwright never downloads a browser): install either when absent.
 test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "installing Debian's PostgreSQL server for the database tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@[ -x /usr/bin/chromium ] || { \
+	  echo "installing Debian's Chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: bootstrap
 	$(BIN)/ruff check src dags jobs plugins tests bench
