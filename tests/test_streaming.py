@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,15 +119,14 @@ def topic(platform, shipped_store, symbols) -> dict:
     prod = kafka_io.producer(cfg, max_request_size=2_000_000)
     bad = hostile_records()
     futures = [prod.send(name, key=f"bad-{i}", value=value) for i, (value, _) in enumerate(bad)]
-    # a duplicate: the first real bar of the first instrument, sent again
-    first = store.read_bars(target, start=START, symbols=symbols[:1]).iloc[0]
-    dup = {**{k: first[k] for k in ("symbol", "open", "high", "low", "close", "volume")},
-           "date": str(first["date"]), "trades": int(first["trades"]), "source": "replay", "produced_at": 2}
-    futures.append(prod.send(name, key=dup["symbol"], value=json.dumps(dup).encode()))
+    # a duplicate: the first real bar of the first instrument, encoded as replay does, sent again
+    first = store.read_bars(target, start=START, symbols=symbols[:1], columns=replay.REPLAY_COLUMNS).head(1)
+    dup_key, dup = replay.encode_day(first.drop(columns=["quality_flags"]), 2)[0]
+    futures.append(prod.send(name, key=dup_key, value=dup))
     kafka_io.flush_or_fail(prod, futures)
     prod.close()
     replay.replay(cfg, half + dt.timedelta(days=1), END, symbols, progress=False, echo=lambda _: None)
-    return {"cfg": cfg, "bad": [*bad, (json.dumps(dup).encode(), "duplicate")]}
+    return {"cfg": cfg, "bad": [*bad, (dup, "duplicate")]}
 
 
 def job_env(platform_env: dict, served: Settings, topic: dict, **extra: str) -> dict[str, str]:
@@ -144,7 +144,8 @@ def job_env(platform_env: dict, served: Settings, topic: dict, **extra: str) -> 
 def bounded_run(env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
     proc = subprocess.run([DSE, "stream", "--trigger", "available-now"], env=env, capture_output=True, text=True,
                           timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    problems = [line for line in proc.stderr.splitlines() if re.search(r"error|exception|traceback", line, re.I)]
+    assert proc.returncode == 0, "\n".join(problems[:40]) or proc.stderr[-4000:]
     assert "terminated with error" not in proc.stderr
     return proc
 
