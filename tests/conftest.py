@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, sync_playwright
 
 from dse_platform.config import PROJECT_DIR, Settings
 from dse_platform.ingest import ingest
+from tests.browser import chromium, new_page, screenshot
 
 # "today" of the tests: fixed, so date rules (future dates) do not drift with the clock
 TODAY = dt.date(2026, 11, 24)
@@ -110,3 +112,18 @@ def platform_env() -> Iterator[dict[str, str]]:
 def platform(platform_env) -> Settings:
     """The settings of the session's running platform."""
     return settings_for(platform_env)
+
+
+@pytest.fixture
+def ui_page(request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh page in Debian's headless Chromium; a failing test leaves a screenshot of it."""
+    failed_before = request.session.testsfailed
+    with sync_playwright() as pw:
+        browser = chromium(pw)
+        try:
+            page = new_page(browser)
+            yield page
+            if request.session.testsfailed > failed_before:
+                screenshot(page, f"browser-harness/{request.node.name}-failed.png")
+        finally:
+            browser.close()

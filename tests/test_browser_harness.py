@@ -17,28 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sklearn.linear_model import LogisticRegression
 
 import mlflow
 from dse_platform.config import Settings
 
-from .browser import chromium, mlflow_screenshot, mlflow_set_alias, new_page, screenshot
-
-
-@pytest.fixture
-def ui_page(request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh page in Debian's headless Chromium; a failing test leaves a screenshot of it."""
-    failed_before = request.session.testsfailed
-    with sync_playwright() as pw:
-        browser = chromium(pw)
-        try:
-            page = new_page(browser)
-            yield page
-            if request.session.testsfailed > failed_before:
-                screenshot(page, f"browser-harness/{request.node.name}-failed.png")
-        finally:
-            browser.close()
+from .browser import mlflow_screenshot, mlflow_set_alias, screenshot
 
 
 @pytest.fixture

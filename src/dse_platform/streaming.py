@@ -298,13 +298,15 @@ class BatchSink:
         """Outcomes of bars that were scored: joined with their stored predictions."""
         if outcomes.empty:
             return pd.DataFrame()
-        table = serving_db.predictions
-        keys = list(zip(outcomes["symbol"], outcomes["date"], strict=True))
-        from sqlalchemy import select, tuple_
+        from sqlalchemy import select
 
+        table = serving_db.predictions
+        # a bounding query, then an exact join here: thousands of (symbol, date) pairs in one IN list
+        # exceed PostgreSQL's expression depth
         stored = pd.DataFrame(conn.execute(
             select(table.c.symbol, table.c.date, table.c.probability, table.c.label, table.c.model_version)
-            .where(tuple_(table.c.symbol, table.c.date).in_(keys))).mappings().all())
+            .where(table.c.symbol.in_(sorted(set(outcomes["symbol"]))),
+                   table.c.date.between(outcomes["date"].min(), outcomes["date"].max()))).mappings().all())
         if stored.empty:
             return pd.DataFrame()
         merged = outcomes[["symbol", "date", "next_date", "actual"]].merge(stored, on=["symbol", "date"])

@@ -1,0 +1,120 @@
+"""In a real browser (Debian's Chromium through Playwright) against the session platform's UIs.
+
+The Airflow UI triggers `dse_streaming` with params from its trigger form and the run
+succeeds; invalid params fail the run fast with the reason in the task log. In the MLflow
+UI the `production` alias moves to another version and the running streaming job follows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+
+import httpx
+import pytest
+
+from dse_platform import registry, replay, serving_db, store, training
+from dse_platform.airflow_env import admin_password
+from tests.browser import (
+    airflow_login,
+    airflow_token,
+    airflow_trigger,
+    airflow_wait_run,
+    mlflow_screenshot,
+    mlflow_set_alias,
+    screenshot,
+)
+from tests.conftest import DSE, free_port
+from tests.test_dags import small_store
+from tests.test_streaming import wait_for
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+SYMBOLS = ["00DSEX", "GP", "BATBC", "SQURPHARMA", "BXPHARMA", "ACI", "BEXIMCO", "RENATA", "OLYMPIC", "LHBL"]
+
+
+@pytest.fixture(scope="module")
+def ready(platform, shipped_store):
+    """The session platform's own defaults filled in: a store, a production model with two versions."""
+    _, shipped = shipped_store
+    if not store.exists(platform.store_dir):
+        small_store(shipped, platform.store_dir, SYMBOLS)
+    cfg = platform.model_copy(update={"train_folds": 3, "train_test_sessions": 40})
+    if registry.production_ref(cfg) is None:
+        first = training.train(cfg)
+        training.train(cfg, cutoff=dt.date(2023, 12, 31))
+        registry.promote(cfg, first.version, force=True)
+    return cfg
+
+
+def _unpause(base: str, token: str, dag_id: str) -> None:
+    wait_for(lambda: httpx.get(f"{base}/api/v2/dags/{dag_id}", headers={"Authorization": f"Bearer {token}"},
+                               timeout=10).status_code == 200, 120, f"Airflow to parse {dag_id}", every_s=2)
+    httpx.patch(f"{base}/api/v2/dags/{dag_id}", json={"is_paused": False},
+                headers={"Authorization": f"Bearer {token}"}, timeout=10).raise_for_status()
+
+
+def _task_log(base: str, token: str, dag_id: str, run_id: str, task_id: str) -> str:
+    response = httpx.get(f"{base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+                         headers={"Authorization": f"Bearer {token}", "Accept": "text/plain"}, timeout=30)
+    return response.text
+
+
+def test_trigger_dse_streaming_from_the_airflow_ui(ready, ui_page):
+    base = ready.airflow_url
+    password = admin_password(ready)
+    token = airflow_token(base, "admin", password)
+    _unpause(base, token, "dse_streaming")
+    airflow_login(ui_page, base, "admin", password)
+    run_id = airflow_trigger(ui_page, base, "dse_streaming", {
+        "start": "2025-06-01", "end": "2025-08-25", "symbols": SYMBOLS[:6], "speed": 0,
+        "trigger": "available-now", "run_time_limit_s": 0})
+    state = airflow_wait_run(base, token, "dse_streaming", run_id, timeout_s=900)
+    ui_page.goto(f"{base}/dags/dse_streaming/runs/{run_id}")
+    ui_page.get_by_text("success").first.wait_for()
+    screenshot(ui_page, "ui/dse_streaming-success.png")
+    assert state == "success"
+    preds = serving_db.read_frame(serving_db.engine(ready), "predictions")
+    assert set(SYMBOLS[:6]) & set(preds["symbol"])
+
+    bad = airflow_trigger(ui_page, base, "dse_streaming", {
+        "start": "2025-08-25", "end": "2025-06-01", "symbols": ["NOSUCHCODE"], "speed": 0,
+        "trigger": "available-now", "run_time_limit_s": 0})
+    assert airflow_wait_run(base, token, "dse_streaming", bad, timeout_s=300) == "failed"
+    screenshot(ui_page, "ui/dse_streaming-rejected.png")
+    assert "is after end" in _task_log(base, token, "dse_streaming", bad, "check_params")
+
+
+def test_moving_the_alias_in_the_mlflow_ui_switches_the_running_job(ready, platform_env, ui_page):
+    versions = sorted(int(v) for v in registry.list_models(ready)["version"])
+    before = registry.production_ref(ready).version
+    target = next(v for v in versions if str(v) != before)
+    tag = os.urandom(4).hex()
+    cfg = ready.model_copy(update={"bars_topic": f"ui-bars-{tag}"})
+    env = {**platform_env, "DSE_BARS_TOPIC": cfg.bars_topic, "DSE_STORE_DIR": str(ready.store_dir),
+           "DSE_STREAM_CHECKPOINT": str(ready.home / "checkpoints" / f"ui-{tag}"),
+           "DSE_SPARK_UI_PORT": str(free_port()), "DSE_STREAM_MODEL_POLL_S": "2"}
+    engine = serving_db.engine(ready)
+    job = subprocess.Popen([DSE, "stream"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        wait_for(lambda: ((e := serving_db.read_events(engine, 200))["event"].eq("reloaded")
+                          & e["version"].eq(before)).any(), 300, "the job to load the production model")
+        mlflow_set_alias(ui_page, ready.tracking_uri, ready.model_name, target, "production")
+        mlflow_screenshot(ui_page, ready.tracking_uri, ready.model_name, target, "ui/mlflow-alias-moved.png")
+        wait_for(lambda: ((e := serving_db.read_events(engine, 200))["event"].eq("reloaded")
+                          & e["version"].eq(str(target))).any(), 30, "the job to reload the new version")
+        replay.replay(cfg, dt.date(2025, 3, 1), dt.date(2025, 5, 31), SYMBOLS[6:], progress=False,
+                      echo=lambda _: None)
+        wait_for(lambda: (p := serving_db.read_frame(engine, "predictions"))[
+            p["symbol"].isin(SYMBOLS[6:]) & (p["date"] >= dt.date(2025, 5, 25))].shape[0] > 0, 300,
+                 "predictions after the switch")
+    finally:
+        os.killpg(job.pid, signal.SIGTERM)
+        job.wait(60)
+        registry.promote(ready, before, force=True)
+    preds = serving_db.read_frame(engine, "predictions")
+    mine = preds[preds["symbol"].isin(SYMBOLS[6:]) & (preds["date"] >= dt.date(2025, 3, 1))
+                 & (preds["date"] <= dt.date(2025, 5, 31))]
+    assert len(mine) > 0 and set(mine["model_version"]) == {str(target)}
