@@ -54,7 +54,9 @@ def fresh_database(platform: Settings) -> str:
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name}")
     conn.close()
-    return f"postgresql+psycopg2://dse@{platform.host}:{platform.postgres_port}/{name}"
+    url = f"postgresql+psycopg2://dse@{platform.host}:{platform.postgres_port}/{name}"
+    serving_db.create_schema(serving_db.engine(Settings(_env_file=None, db_url=url)))
+    return url
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,11 @@ import os
 from dataclasses import asdict, dataclass
 
 import httpx
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from scipy.special import expit
 from sklearn.pipeline import Pipeline
 
 import mlflow
@@ -108,6 +110,21 @@ def load(settings: Settings, ref: ModelRef) -> Pipeline:
             f"{ref.name} version {ref.version} has input signature {inputs}, the feature module produces "
             f"{features.FEATURE_NAMES}", "retrain with `dse train` so the signature matches the features")
     return mlflow.sklearn.load_model(uri)
+
+
+def probabilities(model: Pipeline, X: pd.DataFrame) -> np.ndarray:
+    """P(up) of each row, computed row by row in a fixed order.
+
+    A BLAS matrix product may round a row's logit differently depending on the batch
+    around it; this way a row scores to the same bits in any micro-batch, which is
+    what makes a replayed batch write identical predictions.
+    """
+    steps = model.named_steps
+    if set(steps) != {"scale", "logreg"}:
+        return model.predict_proba(X)[:, 1]
+    scaler, logreg = steps["scale"], steps["logreg"]
+    z = (X.to_numpy(float) - scaler.mean_) / scaler.scale_
+    return expit((z * logreg.coef_[0]).sum(axis=1) + logreg.intercept_[0])
 
 
 def _gate_rows(settings: Settings, run) -> tuple[pd.DataFrame, str]:

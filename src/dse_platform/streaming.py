@@ -287,7 +287,9 @@ class BatchSink:
         if loaded is None or ready.empty:
             return pd.DataFrame(columns=[c.name for c in serving_db.predictions.columns if c.name != "scored_at"])
         matrix = np.array([json.loads(v) for v in ready["features"]], dtype=float)
-        p = loaded.model.predict_proba(pd.DataFrame(matrix, columns=features.FEATURE_NAMES))[:, 1]
+        from dse_platform import registry
+
+        p = registry.probabilities(loaded.model, pd.DataFrame(matrix, columns=features.FEATURE_NAMES))
         return pd.DataFrame({
             "symbol": ready["symbol"].to_numpy(), "date": ready["date"].to_numpy(), "probability": p,
             "label": (p >= 0.5).astype(int), "model_name": self.settings.model_name,
