@@ -121,8 +121,8 @@ def topic(platform, shipped_store, symbols) -> dict:
     prod = kafka_io.producer(cfg, max_request_size=2_000_000)
     bad = hostile_records()
     futures = [prod.send(name, key=f"bad-{i}", value=value) for i, (value, _) in enumerate(bad)]
-    # a duplicate: the first real bar of the first instrument, encoded as replay does, sent again
-    first = store.read_bars(target, start=START, symbols=symbols[:1], columns=replay.REPLAY_COLUMNS).head(1)
+    # a duplicate: the last bar replayed so far of the first instrument, encoded as replay does, sent again
+    first = store.read_bars(target, end=half, symbols=symbols[:1], columns=replay.REPLAY_COLUMNS).tail(1)
     dup_key, dup = replay.encode_day(first.drop(columns=["quality_flags"]), 2)[0]
     futures.append(prod.send(name, key=dup_key, value=dup))
     kafka_io.flush_or_fail(prod, futures)

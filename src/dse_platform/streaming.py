@@ -110,8 +110,10 @@ def advance(window: list[dict[str, Any]], rows: pd.DataFrame, calendar: TradingC
             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Apply one batch of an instrument's records to its window: (new window, output rows).
 
-    Bars from the bars topic are final: a second one for the same date is a
-    ``duplicate``, one older than the window's last is ``out_of_order``. A tick
+    Records apply in arrival order. Bars from the bars topic are final: a second one
+    for a date in the window is a ``duplicate``, any other older than the window's
+    last bar is ``out_of_order`` (a duplicate of a bar already evicted from the
+    window is indistinguishable from that). A tick
     updates the bar-so-far of its date (or starts it); a final bar replaces it.
     Output: every bar added or changed, with its features, and the outcome of
     the previous bar whenever a final bar arrives for the next session.
@@ -120,13 +122,15 @@ def advance(window: list[dict[str, Any]], rows: pd.DataFrame, calendar: TradingC
     out: list[dict[str, Any]] = []
     changed: set[dt.date] = set()
     outcomes: list[dict[str, Any]] = []
-    rows = rows.sort_values(["date", "kind", "offset"], kind="stable")  # same day: the final bar after ticks
+    # arrival order per topic (bars first): the outcome must not depend on where batches split
+    rows = rows.sort_values(["kind", "offset"], kind="stable")
     for row in rows.to_dict("records"):
         last = bars[-1] if bars else None
         record = {c: row[c] for c in BAR_COLUMNS}
         record["final"] = row["kind"] == "bar"
         if last is not None and row["date"] < last["date"]:
-            out.append(_dead(row, "out_of_order", "date"))
+            seen = row["kind"] == "bar" and any(b["date"] == row["date"] and b["final"] for b in bars)
+            out.append(_dead(row, "duplicate" if seen else "out_of_order", "date"))
             continue
         if last is not None and row["date"] == last["date"]:
             if last["final"]:
