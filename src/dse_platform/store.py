@@ -89,7 +89,8 @@ def read_bars(store: Path, start: dt.date | None = None, end: dt.date | None = N
         c = ds.field("symbol").isin(list(symbols))
         cond = c if cond is None else cond & c
     cols = columns or [f.name for f in SCHEMA]
-    table = dataset.to_table(columns=cols, filter=cond)
+    # the result is ordered by (date, symbol), so both are always read
+    table = dataset.to_table(columns=list(dict.fromkeys([*cols, "date", "symbol"])), filter=cond)
     frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get, date_as_object=True)
     return frame.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
 
