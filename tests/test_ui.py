@@ -69,7 +69,8 @@ def _unpause(base: str, token: str, dag_id: str) -> None:
 
 def _task_log(base: str, token: str, dag_id: str, run_id: str, task_id: str) -> str:
     response = httpx.get(f"{base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
-                         headers={"Authorization": f"Bearer {token}", "Accept": "text/plain"}, timeout=30)
+                         headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}, timeout=30)
+    # structured lines: the exception's message sits in their error details, so search the whole JSON
     return response.text
 
 
