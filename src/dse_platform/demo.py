@@ -63,14 +63,7 @@ def stop_stream(settings: Settings, echo: Callable[[str], None] = print) -> None
     if pid is None:
         return
     os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.5)
-    else:
+    if not services.wait_for_exit(pid, 30):
         os.killpg(pid, signal.SIGKILL)
     pid_file(settings).unlink(missing_ok=True)
     echo(f"stream: stopped (pid {pid})")

@@ -249,6 +249,18 @@ def wait_healthy(settings: Settings, svcs: list[Service], echo: Callable[[str], 
     return svcs
 
 
+def wait_for_exit(pid: int, timeout_s: float) -> bool:
+    """True once process ``pid`` is gone, False if it is still there after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Stop all programs and supervisord; wait until its pid is gone and the ports are free."""
     if not supervisor_running(settings):
@@ -259,13 +271,7 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
     server.supervisor.stopAllProcesses(True)
     server.supervisor.shutdown()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
+    if not wait_for_exit(pid, 120):
         raise PlatformError(f"supervisord (pid {pid}) did not exit within 120 s", f"kill {pid} by hand")
     ports = [p for s in services(settings) for p in s.ports]
     while time.monotonic() < deadline and any(port_in_use(settings.host, p) for p in ports):
