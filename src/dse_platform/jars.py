@@ -81,3 +81,9 @@ def classpath(settings: Settings, name: str) -> str:
         raise PlatformError(f"the {name} jars are missing under {jar_set_dir(settings, name)}",
                             "run `dse jars` (or `make demo`, which does it)")
     return str(jar_set_dir(settings, name) / "*")
+
+
+def jar_list(settings: Settings, name: str) -> str:
+    """Comma-separated jar paths of a complete set (spark-submit --jars / spark.jars); raises if missing."""
+    classpath(settings, name)
+    return ",".join(str(p) for p in sorted(jar_set_dir(settings, name).glob("*.jar")))

@@ -172,9 +172,7 @@ def spark_preflight(settings: Settings) -> dict[str, str]:
     except Exception as exc:  # Airflow raises AirflowNotFoundException (or a task-SDK error) for a missing id
         raise PlatformError(f"the Airflow connection 'spark_default' is missing ({exc})",
                             "set AIRFLOW_CONN_SPARK_DEFAULT (dse up does) or add it in Admin > Connections") from exc
-    jars.classpath(settings, "spark")
-    jar_list = ",".join(str(p) for p in sorted(jars.jar_set_dir(settings, "spark").glob("*.jar")))
-    return {"jars": jar_list, "master": conn.host or settings.spark_master}
+    return {"jars": jars.jar_list(settings, "spark"), "master": conn.host or settings.spark_master}
 
 
 def predictions_since(settings: Settings, since: dt.datetime) -> int:

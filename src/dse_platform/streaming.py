@@ -344,11 +344,8 @@ def spark_session(settings: Settings, app_name: str = "dse-stream-predict"):
     """One SparkSession for the job: master, the connector jars, small state partitions, Arrow."""
     from pyspark.sql import SparkSession
 
-    connector = jars.jar_set_dir(settings, "spark")
-    jars.classpath(settings, "spark")  # raises a clear error when the jars are missing
-    jar_list = ",".join(str(p) for p in sorted(connector.glob("*.jar")))
     return (SparkSession.builder.appName(app_name).master(settings.spark_master)
-            .config("spark.jars", jar_list)
+            .config("spark.jars", jars.jar_list(settings, "spark"))
             .config("spark.ui.port", str(settings.spark_ui_port))
             .config("spark.sql.shuffle.partitions", str(settings.stream_shuffle_partitions))
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -387,10 +384,8 @@ def submit_command(settings: Settings, *job_args: str) -> list[str]:
     import sys
     from pathlib import Path
 
-    jars.classpath(settings, "spark")
-    jar_list = ",".join(str(p) for p in sorted(jars.jar_set_dir(settings, "spark").glob("*.jar")))
     return [str(Path(sys.executable).parent / "spark-submit"), "--master", settings.spark_master,
-            "--jars", jar_list, "--conf", f"spark.pyspark.python={sys.executable}",
+            "--jars", jars.jar_list(settings, "spark"), "--conf", f"spark.pyspark.python={sys.executable}",
             "--conf", f"spark.pyspark.driver.python={sys.executable}",
             str(settings.project_dir / "jobs" / "stream_predict.py"), *job_args]
 
