@@ -7,13 +7,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: demo test bootstrap prereqs jars test-deps lint bench down
+.PHONY: demo test test-unit bootstrap prereqs jars test-deps lint bench down
 
 demo: bootstrap
 	$(BIN)/dse demo
 
 test: bootstrap test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# no service, under a minute: the pure pieces (tests/unit mirrors src/dse_platform)
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 bootstrap: prereqs $(STAMP) jars
 

@@ -12,8 +12,10 @@ import re
 import subprocess
 import uuid
 
-from dse_platform import broker, kafka_io, replay, store
 from dse_platform.config import get_settings
+from dse_platform.data import store
+from dse_platform.runtime import broker
+from dse_platform.streams import kafka_io, replay
 
 
 def main() -> None:

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dse_platform import kafka_io, replay, serving_db, streaming
 from dse_platform.config import Settings, get_settings
+from dse_platform.runtime import spark
+from dse_platform.serving import database, job
+from dse_platform.streams import kafka_io, replay
 
 BENCH_START, BENCH_END = dt.date(2022, 1, 1), dt.date(2025, 8, 25)
 
@@ -53,7 +55,7 @@ def _env(cfg: Settings, tmp: Path, **extra: str) -> dict[str, str]:
 
 def ceiling(cfg: Settings, records: int) -> float:
     """Records/s of the Kafka source into Spark's no-op sink over the topic."""
-    spark = streaming.spark_session(cfg, "dse-bench-ceiling")
+    spark = job.spark_session(cfg, "dse-bench-ceiling")
     with tempfile.TemporaryDirectory() as tmp:
         frame = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", cfg.bootstrap_servers)
                  .option("subscribe", cfg.bars_topic).option("startingOffsets", "earliest")
@@ -69,7 +71,7 @@ def ceiling(cfg: Settings, records: int) -> float:
 
 def full_job(cfg: Settings, tmp: Path) -> tuple[float, int]:
     """Sustained records/s of the whole job, from its per-batch log lines (startup excluded)."""
-    proc = subprocess.run(streaming.submit_command(cfg, "--trigger", "available-now"), env=_env(cfg, tmp),
+    proc = subprocess.run(spark.submit_command(cfg, "--trigger", "available-now"), env=_env(cfg, tmp),
                           capture_output=True, text=True, check=True)
     batches = re.findall(r"batch \d+: (\d+) in, .* (\d+) ms", proc.stderr)
     rows = sum(int(n) for n, _ in batches)
@@ -85,7 +87,7 @@ def latency(cfg: Settings, tmp: Path, rate: int = 1000, seconds: int = 60, symbo
     """Produce-to-committed-row latency (ms) of predictions at ``rate`` records/s."""
     tmp.mkdir(parents=True, exist_ok=True)
     env = _env(cfg, tmp, DSE_STREAM_INTERVAL_S="0")
-    job = subprocess.Popen(streaming.submit_command(cfg), env=env, stdout=subprocess.DEVNULL,
+    job = subprocess.Popen(spark.submit_command(cfg), env=env, stdout=subprocess.DEVNULL,
                            stderr=open(tmp / "job.log", "w"), start_new_session=True)  # noqa: SIM115
     prod = kafka_io.BulkProducer(cfg, client_id="bench-latency")
     rng = np.random.default_rng(3)
@@ -110,12 +112,12 @@ def latency(cfg: Settings, tmp: Path, rate: int = 1000, seconds: int = 60, symbo
             send_day(False)
             day += dt.timedelta(days=1)
         prod.flush_or_fail()
-        engine = serving_db.engine(Settings(_env_file=None, db_url=env["DSE_DB_URL"]))
+        engine = database.engine(Settings(_env_file=None, db_url=env["DSE_DB_URL"]))
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             time.sleep(2)
             try:
-                done = serving_db.read_frame(engine, "SELECT count(*) AS n FROM predictions")["n"][0]
+                done = database.read_frame(engine, "SELECT count(*) AS n FROM predictions")["n"][0]
             except Exception:  # the job has not created its tables yet
                 continue
             if done >= symbols * 10:
@@ -127,7 +129,7 @@ def latency(cfg: Settings, tmp: Path, rate: int = 1000, seconds: int = 60, symbo
             day += dt.timedelta(days=1)
             prod.flush_or_fail()
         time.sleep(15)
-        frame = serving_db.read_frame(engine, "predictions")
+        frame = database.read_frame(engine, "predictions")
     finally:
         os.killpg(job.pid, signal.SIGTERM)
         job.wait(60)

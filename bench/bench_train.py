@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from dse_platform import dataset, training
 from dse_platform.config import get_settings
+from dse_platform.model import dataset, training
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, task
 
-from dse_platform.airflow_ext import START, default_args
 from dse_platform.config import get_settings
+from dse_platform.orchestration.airflow.defaults import START, default_args
 
 with DAG(
     dag_id="dse_live_ingest",
@@ -30,7 +30,7 @@ with DAG(
 
     @task(execution_timeout=dt.timedelta(hours=6))
     def live_session(params=None) -> None:
-        from dse_platform import live
+        from dse_platform.streams import live
 
         live.run(get_settings(), until_close=True, max_polls=params["max_polls"], max_wait_s=params["max_wait_s"])
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, task
 
-from dse_platform.airflow_ext import START, default_args
 from dse_platform.config import get_settings
+from dse_platform.orchestration.airflow.defaults import START, default_args
 
 with DAG(
     dag_id="dse_monitoring",
@@ -24,9 +24,9 @@ with DAG(
 
     @task
     def measure() -> dict:
-        from dse_platform import monitoring
+        from dse_platform.monitoring import daily
 
-        return monitoring.run(get_settings()).as_dict()
+        return daily.run(get_settings()).as_dict()
 
     @task(retries=0)
     def check_thresholds(report: dict) -> None:

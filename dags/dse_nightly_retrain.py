@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, task
 
-from dse_platform.airflow_ext import START, default_args
 from dse_platform.config import get_settings
+from dse_platform.orchestration.airflow.defaults import START, default_args
 
 with DAG(
     dag_id="dse_nightly_retrain",
@@ -25,29 +25,29 @@ with DAG(
 
     @task
     def fold_streamed_bars(logical_date=None) -> dict:
-        from dse_platform import orchestration
+        from dse_platform.orchestration import retrain
 
-        return orchestration.fold_streamed_bars(get_settings(), logical_date.in_timezone(START.tz).date())
+        return retrain.fold_streamed_bars(get_settings(), logical_date.in_timezone(START.tz).date())
 
     @task
     def validate_store(folded: dict) -> dict:
-        from dse_platform import orchestration
+        from dse_platform.orchestration import retrain
 
-        return orchestration.validate_store(get_settings())
+        return retrain.validate_store(get_settings())
 
     @task
     def train_and_gate(checked: dict, logical_date=None) -> dict:
-        from dse_platform import orchestration
+        from dse_platform.orchestration import retrain
 
-        return orchestration.retrain(get_settings(), logical_date.in_timezone(START.tz).date())
+        return retrain.retrain(get_settings(), logical_date.in_timezone(START.tz).date())
 
     @task
     def publish_report(folded: dict, checked: dict, outcome: dict, logical_date=None, dag_run=None) -> str:
-        from dse_platform import orchestration
+        from dse_platform.orchestration import retrain
 
-        text = orchestration.report_text(logical_date.in_timezone(START.tz).date(), folded, checked, outcome)
+        text = retrain.report_text(logical_date.in_timezone(START.tz).date(), folded, checked, outcome)
         print(text)
-        orchestration.publish_report(get_settings(), text, outcome, dag_run.dag_id, dag_run.run_id)
+        retrain.publish_report(get_settings(), text, outcome, dag_run.dag_id, dag_run.run_id)
         return text
 
     folded = fold_streamed_bars()

@@ -13,8 +13,9 @@ import sys
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, task
 
-from dse_platform.airflow_ext import START, PredictionsSensor, default_args
 from dse_platform.config import get_settings
+from dse_platform.orchestration.airflow.defaults import START, default_args
+from dse_platform.orchestration.airflow.sensors import PredictionsSensor
 
 settings = get_settings()
 
@@ -40,19 +41,19 @@ with DAG(
 
     @task
     def check_params(params=None) -> dict:
-        from dse_platform import orchestration
+        from dse_platform.orchestration import streaming
 
-        return orchestration.check_stream_params(get_settings(), dict(params))
+        return streaming.check_stream_params(get_settings(), dict(params))
 
     @task
     def preflight() -> dict:
-        from dse_platform import orchestration
+        from dse_platform.orchestration import streaming
 
-        return orchestration.spark_preflight(get_settings())
+        return streaming.spark_preflight(get_settings())
 
     @task
     def ensure_topics() -> list[str]:
-        from dse_platform import kafka_io
+        from dse_platform.streams import kafka_io
 
         return kafka_io.ensure_topics(get_settings())
 
@@ -60,7 +61,7 @@ with DAG(
     def replay(checked: dict) -> int:
         import datetime as dt
 
-        from dse_platform import replay as replay_mod
+        from dse_platform.streams import replay as replay_mod
 
         result = replay_mod.replay(get_settings(), dt.date.fromisoformat(checked["start"]),
                                    dt.date.fromisoformat(checked["end"]), checked["symbols"] or None,

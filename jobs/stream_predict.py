@@ -2,7 +2,7 @@
 
     spark-submit --jars <var/jars/spark/*.jar> jobs/stream_predict.py [--trigger available-now] [--timeout S]
 
-All logic lives in `dse_platform.streaming`; settings come from DSE_* variables.
+All logic lives in `dse_platform.serving.job`; settings come from DSE_* variables.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dse_platform import store, streaming
 from dse_platform.config import get_settings
+from dse_platform.data import store
 from dse_platform.errors import PlatformError
+from dse_platform.serving import job
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.trigger:
         settings = settings.model_copy(update={"stream_trigger": args.trigger})
     try:
-        streaming.run(settings, store.read_calendar(settings.store_dir), args.timeout or None)
+        job.run(settings, store.read_calendar(settings.store_dir), args.timeout or None)
     except PlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

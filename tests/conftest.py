@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,65 +10,9 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from dse_platform.config import PROJECT_DIR, Settings
-from dse_platform.ingest import ingest
-from tests.browser import chromium, new_page, screenshot
-
-# "today" of the tests: fixed, so date rules (future dates) do not drift with the clock
-TODAY = dt.date(2026, 11, 24)
-DSE = str(Path(sys.executable).parent / "dse")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def platform_env_for(home: Path, **extra: str) -> dict[str, str]:
-    """Environment for a private platform instance: its own var/ folder and free ports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DSE_")}
-    env.update({
-        "DSE_HOME": str(home),
-        "DSE_JARS_DIR": str(PROJECT_DIR / "var" / "jars"),
-        "DSE_KAFKA_PORT": str(free_port()),
-        "DSE_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "DSE_MLFLOW_PORT": str(free_port()),
-        "DSE_AIRFLOW_PORT": str(free_port()),
-        "DSE_POSTGRES_PORT": str(free_port()),
-        "DSE_DB_BACKEND": "postgres",
-        "PYSPARK_PYTHON": sys.executable,
-    })
-    env.update(extra)
-    return env
-
-
-def settings_for(env: dict[str, str]) -> Settings:
-    """The Settings object a `dse` process started with ``env`` sees."""
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        return Settings(_env_file=None)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def run_dse(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([DSE, *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          cwd=PROJECT_DIR)
-
-
-def service_home(tag: str) -> Path:
-    """A fresh folder for a platform instance that the ``postgres`` user can traverse.
-
-    pytest's own tmp folders are private to root (mode 700), and PostgreSQL refuses to run as root.
-    """
-    base = PROJECT_DIR / "var" / "test-homes"
-    base.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=base))
-    home.chmod(0o755)
-    return home
+from dse_platform.data.ingest import ingest
+from tests.support.browser import chromium, new_page, screenshot
+from tests.support.platform import TODAY, platform_env_for, run_dse, service_home, settings_for
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """One settings object for the whole platform.
 
 Every knob is an environment variable prefixed ``DSE_`` (or a line in ``.env``);
-the README's configuration table lists them all with their defaults. Paths
+the README's configuration table lists them all with their defaults. ``.env`` is
+read from the project root, wherever ``dse`` runs. Paths
 default to folders under ``var/`` of the project so that everything generated
 at run time sits in one ignored place.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +23,8 @@ class Settings(BaseSettings):
     """Platform configuration, read from ``DSE_*`` environment variables and ``.env``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DSE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="DSE_", env_file=PROJECT_DIR / ".env", env_file_encoding="utf-8", extra="ignore",
+        frozen=True,
     )
 
     project_dir: Path = Field(PROJECT_DIR, description="Checkout holding dags/, jobs/, jvm/, data/.")
@@ -170,6 +173,10 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.home / 'serving.db'}"
 
 
+@functools.cache
 def get_settings() -> Settings:
-    """Fresh settings from the current environment (cheap; call where needed)."""
+    """The process's settings, read once from the environment and the project's ``.env``.
+
+    Frozen: a caller that needs other values makes a copy (``settings.model_copy(update=...)``).
+    """
     return Settings()

@@ -1,0 +1,1 @@
+"""Wire and storage contracts: topic records, the serving tables and their migrations."""

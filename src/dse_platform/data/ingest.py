@@ -1,0 +1,133 @@
+"""``dse ingest``: raw DSE files -> the canonical bar store, with a data-quality report.
+
+Files are recognised by header (see :mod:`formats`); the instrument reference file
+(``Ticker, MarketName, GroupName``) supplies sector and category. Rows go through
+:mod:`quality`; the store is swapped in atomically (see :mod:`store`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from dse_platform.config import PROJECT_DIR
+from dse_platform.data import store
+from dse_platform.data.formats import INDEX_CODES, ParsedFile, parse_file, read_text
+from dse_platform.data.quality import FLAG_RULES, REJECT_RULES, apply_rules
+from dse_platform.errors import PlatformError
+
+REFERENCE_HEADER = ["ticker", "marketname", "groupname"]
+#: used when the files given to ingest do not include a reference file of their own
+DEFAULT_REFERENCE = PROJECT_DIR / "data" / "instruments-sector-category-2026.csv"
+
+
+@dataclass
+class IngestResult:
+    report: dict
+    store: Path
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """CSV files (plain or .gz) under the given files/folders, in a stable order."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise PlatformError(f"{path} does not exist", "pass a data file or folder that exists")
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith((".csv", ".csv.gz")))
+        else:
+            found.append(path)
+    if not found:
+        raise PlatformError(f"no .csv or .csv.gz files under {', '.join(map(str, paths))}",
+                            "point `dse ingest` at the folder holding the DSE files")
+    return found
+
+
+def is_reference(text: str) -> bool:
+    """The instrument reference file is told apart by its header."""
+    first = text.split("\n", 1)[0]
+    return [h.strip().strip('"').lower() for h in first.split(",")] == REFERENCE_HEADER
+
+
+def load_reference(path: Path, text: str | None = None) -> pd.DataFrame:
+    """Instrument reference: index = trading code; columns sector, category (A/B/N/Z)."""
+    frame = pd.read_csv(io.StringIO(read_text(path) if text is None else text), skipinitialspace=True, dtype=str)
+    frame.columns = [c.strip().lower() for c in frame.columns]
+    return pd.DataFrame({
+        "sector": frame["marketname"].str.strip().values,
+        "category": frame["groupname"].str.replace("Category -", "", regex=False).str.strip().values,
+    }, index=frame["ticker"].str.strip().str.upper()).loc[lambda f: ~f.index.duplicated()]
+
+
+def _check_symbols(parsed: ParsedFile, reference: pd.DataFrame) -> None:
+    """A multi-instrument file none of whose codes is a DSE code is another market's file: refuse it."""
+    if parsed.fmt != "day-end" or reference.empty or parsed.rows.empty:
+        return
+    codes = set(parsed.rows["symbol"])
+    if not codes & (set(reference.index) | INDEX_CODES):
+        sample = ", ".join(sorted(codes)[:5])
+        raise PlatformError(f"{parsed.path}: none of its {len(codes)} trading codes ({sample}, ...) is a DSE code",
+                            "this looks like another exchange's file; ingest only DSE data")
+
+
+def build_report(files: list[ParsedFile], outcome, read: int) -> dict:
+    kept, rejects = outcome.kept, outcome.rejects
+    flagged = kept["quality_flags"] != ""
+    by_rule = {rule: int(kept["quality_flags"].str.contains(rf"(?:^|\|){rule}(?:\||$)").sum()) for rule in FLAG_RULES}
+    by_rule.update({rule: int((rejects["rule"] == rule).sum()) for rule in REJECT_RULES})
+    per_symbol: dict[str, dict[str, int]] = {}
+    exploded = kept.loc[flagged, ["symbol", "quality_flags"]].assign(rule=lambda f: f["quality_flags"].str.split("|"))
+    for (symbol, rule), n in exploded.explode("rule").groupby(["symbol", "rule"]).size().items():
+        per_symbol.setdefault(symbol, {})[rule] = int(n)
+    for (symbol, rule), n in rejects.assign(symbol=rejects["symbol"].fillna("")).groupby(
+            ["symbol", "rule"]).size().items():
+        per_symbol.setdefault(symbol or "(unparsed)", {})[rule] = int(n)
+    return {
+        "files": len(files),
+        "formats": dict(pd.Series([f.fmt for f in files]).value_counts().astype(int)),
+        "read": read, "kept": len(kept), "clean": int((~flagged).sum()), "flagged": int(flagged.sum()),
+        "rejected": len(rejects), "by_rule": by_rule,
+        "junk_columns": {f.path.name: f.dropped_columns for f in files if f.dropped_columns},
+        "symbols": int(kept["symbol"].nunique()),
+        "first_date": str(min(kept["date"])) if len(kept) else None,
+        "last_date": str(max(kept["date"])) if len(kept) else None,
+        "sessions": len(outcome.calendar.sessions),
+        "by_symbol": per_symbol,
+    }
+
+
+def ingest(paths: Iterable[Path], store_dir: Path, today: dt.date | None = None,
+           progress: bool = True) -> IngestResult:
+    """Read, validate and store; raises PlatformError (store untouched) on a file it cannot read."""
+    files = discover(list(paths))
+    reference = load_reference(DEFAULT_REFERENCE) if DEFAULT_REFERENCE.exists() else \
+        pd.DataFrame(columns=["sector", "category"])
+    parsed: list[ParsedFile] = []
+    for path in tqdm(files, desc="ingest", unit="file", disable=not progress):
+        text = read_text(path)
+        if is_reference(text):
+            reference = load_reference(path, text)
+        else:
+            parsed.append(parse_file(path, text))
+    for item in parsed:
+        _check_symbols(item, reference)
+    read = sum(len(p.rows) + len(p.truncated_lines) for p in parsed)
+    outcome = apply_rules(parsed, reference, today)
+    report = build_report(parsed, outcome, read)
+    if report["kept"] + report["rejected"] != read:
+        raise PlatformError(f"internal reconciliation failed: kept {report['kept']} + rejected "
+                            f"{report['rejected']} != read {read}", "report this as a bug")
+    by_symbol = pd.DataFrame(report["by_symbol"]).T.fillna(0).astype(int).sort_index()
+    store.write_store(store_dir, outcome.kept, outcome.calendar, {
+        "rejects.csv": outcome.rejects.to_csv(index=False),
+        "quality_report.json": json.dumps(report, indent=2, default=str),
+        "quality_by_symbol.csv": by_symbol.to_csv(index_label="symbol"),
+    })
+    return IngestResult(report, store_dir)

@@ -1,0 +1,1 @@
+"""The direction model: features, dataset, walk-forward evaluation, training, registry and gate."""

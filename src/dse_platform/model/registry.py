@@ -1,0 +1,113 @@
+"""The MLflow model registry: which version serves, loading it safely, and the champion/challenger gate.
+
+The serving pointer is the alias ``production`` (DSE_MODEL_ALIAS) on the
+registered model ``dse-direction``; setting it in the MLflow UI is as valid as
+`dse promote`. A legacy stage "Production" is honoured when no alias exists.
+A model is only served when its signature lists exactly the feature module's
+columns and it was trained with the current feature version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+
+import httpx
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from sklearn.pipeline import Pipeline
+
+import mlflow
+from dse_platform.config import Settings
+from dse_platform.errors import PlatformError
+from dse_platform.model import evaluation, features
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One registered version and how it was found (``alias`` or legacy ``stage``)."""
+
+    name: str
+    version: str
+    run_id: str
+    feature_version: str | None
+    found_by: str
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """A client for the configured tracking server, failing fast with a clear error when it is down."""
+    # MLflow retries an unreachable server for minutes by default; a registry outage should show at once.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    uri = settings.tracking_uri
+    if uri.startswith("http"):
+        try:
+            httpx.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"the MLflow registry at {uri} is unreachable ({exc})",
+                                "start it with `dse up` or point DSE_MLFLOW_TRACKING_URI at a running server") from exc
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
+    client = MlflowClient(settings.tracking_uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+
+
+def version_ref(client: MlflowClient, mv, found_by: str) -> ModelRef:
+    return ModelRef(mv.name, str(mv.version), mv.run_id, (mv.tags or {}).get("feature_version"), found_by)
+
+
+def production_ref(settings: Settings, client: MlflowClient | None = None) -> ModelRef | None:
+    """The version serving should use: the alias, else the newest legacy "Production" stage, else None."""
+    client = client or connect(settings)
+    name = settings.model_name
+    try:
+        return version_ref(client, client.get_model_version_by_alias(name, settings.model_alias), "alias")
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise
+    staged = [mv for mv in client.search_model_versions(f"name='{name}'") if mv.current_stage == "Production"]
+    if not staged:
+        return None
+    return version_ref(client, max(staged, key=lambda mv: int(mv.version)), "stage")
+
+
+def load(settings: Settings, ref: ModelRef) -> Pipeline:
+    """The version's scikit-learn pipeline, after checking it fits the feature module."""
+    uri = f"models:/{ref.name}/{ref.version}"
+    if ref.feature_version != features.FEATURE_VERSION:
+        raise PlatformError(
+            f"{ref.name} version {ref.version} was trained with feature version {ref.feature_version}, "
+            f"this code computes version {features.FEATURE_VERSION}",
+            "retrain (`dse train`) and promote a model of the current feature version")
+    info = mlflow.models.get_model_info(uri)
+    inputs = info.signature.inputs.input_names() if info.signature else None
+    if inputs != features.FEATURE_NAMES:
+        raise PlatformError(
+            f"{ref.name} version {ref.version} has input signature {inputs}, the feature module produces "
+            f"{features.FEATURE_NAMES}", "retrain with `dse train` so the signature matches the features")
+    return mlflow.sklearn.load_model(uri)
+
+
+def list_models(settings: Settings) -> pd.DataFrame:
+    """Every version with its aliases, feature version and headline walk-forward metrics."""
+    client = connect(settings)
+    rows = []
+    for mv in client.search_model_versions(f"name='{settings.model_name}'"):
+        # search results may omit aliases: ask for each version itself
+        full = client.get_model_version(mv.name, mv.version)
+        metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        rows.append({"version": int(mv.version), "aliases": ",".join(full.aliases or []),
+                     "stage": mv.current_stage, "feature_version": (mv.tags or {}).get("feature_version"),
+                     "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.UTC)
+                     .strftime("%Y-%m-%d %H:%M"),
+                     **{m: metrics.get(f"oos_{m}") for m in ("roc_auc", "accuracy", "log_loss")},
+                     f"gate_{settings.gate_metric}": evaluation.gate_score(
+                         {k.removeprefix("last_fold_"): v for k, v in metrics.items()}, settings.gate_metric)
+                     if f"last_fold_{settings.gate_metric.removeprefix('neg_')}" in metrics else None})
+    return pd.DataFrame(rows).sort_values("version", ascending=False) if rows else pd.DataFrame()

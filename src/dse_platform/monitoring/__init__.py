@@ -1,0 +1,1 @@
+"""Daily monitoring: feature drift, live accuracy, dead letters and alerts."""

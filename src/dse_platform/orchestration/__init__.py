@@ -1,0 +1,1 @@
+"""What the Airflow DAGs do, as plain functions; `orchestration.airflow` holds Airflow's side."""

@@ -1,0 +1,1 @@
+"""Airflow-specific pieces the DAGs import: defaults, sensors, the REST client."""

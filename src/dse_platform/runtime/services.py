@@ -1,0 +1,76 @@
+"""Local services under a process manager (supervisor): Kafka, MLflow, Airflow, PostgreSQL.
+
+``dse up`` writes a supervisord config under ``var/supervisor``, starts
+supervisord, and waits until every service answers its real health check.
+``dse down`` stops every program (whole process groups, so Airflow's children
+go too) and shuts supervisord down; data under ``var/`` is left as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dse_platform.config import Settings
+from dse_platform.runtime import airflow_env, broker, health, pgserver
+
+
+@dataclass
+class Service:
+    """One supervised program: how to prepare, run and check it."""
+
+    name: str
+    url: str
+    ports: list[int]
+    command: Callable[[], list[str]]
+    check: Callable[[Settings], health.Check]
+    port_setting: str
+    prepare: Callable[[], object] | None = None
+    after_healthy: Callable[[Settings], None] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    stop_wait_s: int = 30
+    #: TERM by default; PostgreSQL gets INT ("fast" shutdown: TERM waits for every client to leave)
+    stop_signal: str = "TERM"
+    #: a program that exits sooner than this after a start counts as failed to start (-> FATAL)
+    start_secs: int = 5
+
+
+def services(settings: Settings) -> list[Service]:
+    """The services this configuration runs locally (existing remote ones are not started)."""
+    found: list[Service] = []
+    if settings.local_kafka:
+        found.append(Service(
+            "kafka", f"kafka://{settings.bootstrap_servers}",
+            [settings.kafka_port, settings.kafka_controller_port],
+            lambda: broker.command(settings), health.kafka_health, "DSE_KAFKA_PORT",
+            prepare=lambda: broker.format_storage(settings), start_secs=12))
+    if settings.local_mlflow:
+        art = settings.home / "mlflow" / "artifacts"
+        found.append(Service(
+            "mlflow", settings.tracking_uri, [settings.mlflow_port],
+            lambda: [str(airflow_env.venv_bin() / "mlflow"), "server",
+                     "--backend-store-uri", settings.mlflow_store_uri,
+                     "--artifacts-destination", str(art),
+                     "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1"],
+            health.mlflow_health, "DSE_MLFLOW_PORT",
+            prepare=lambda: art.mkdir(parents=True, exist_ok=True),
+            env={"MLFLOW_SERVER_ALLOWED_HOSTS": f"{settings.host}:*,localhost:*",
+                 "PATH": airflow_env.path_with_venv()}))
+    if settings.local_postgres:
+        found.append(Service(
+            "postgres", f"postgresql://dse@{settings.host}:{settings.postgres_port}/dse",
+            [settings.postgres_port], lambda: pgserver.command(settings), pgserver.health,
+            "DSE_POSTGRES_PORT", prepare=lambda: pgserver.init_cluster(settings),
+            after_healthy=pgserver.ensure_database, user=pgserver.run_user(), stop_signal="INT"))
+    if settings.airflow_enabled:
+        found.append(Service(
+            "airflow", settings.airflow_url, [settings.airflow_port],
+            lambda: [str(airflow_env.venv_bin() / "airflow"), "standalone"], health.airflow_health,
+            "DSE_AIRFLOW_PORT", prepare=lambda: settings.airflow_home.mkdir(parents=True, exist_ok=True),
+            env=airflow_env.airflow_environment(settings), stop_wait_s=60))
+    return found
+
+
+def service_names(settings: Settings) -> list[str]:
+    return [s.name for s in services(settings)]

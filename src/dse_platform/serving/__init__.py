@@ -1,0 +1,1 @@
+"""The streaming job: record validation, per-instrument state, scoring, the sinks."""

@@ -1,0 +1,196 @@
+"""The serving database: what the stream wrote and what the dashboard reads.
+
+One SQLAlchemy Core schema runs unchanged on PostgreSQL (psycopg2) and on the embedded
+SQLite default. Every write is an upsert on the natural key, and a row whose values did
+not change is left alone, so a replayed micro-batch changes nothing, not even a timestamp.
+
+Timestamps are timezone-aware UTC on the way in and on the way out, on both backends
+(SQLite itself keeps no time zone; :class:`UtcDateTime` restores it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Connection,
+    Date,
+    Engine,
+    Executable,
+    Table,
+    create_engine,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from dse_platform.config import Settings
+from dse_platform.contracts.tables import METADATA, model_events, utcnow
+from dse_platform.errors import PlatformError
+
+
+@functools.cache
+def _engine_for(url: str) -> Engine:
+    """One pooled engine per database for the whole process; only a database that answered is remembered."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        eng = create_engine(url, pool_pre_ping=True, connect_args={"timeout": 30})
+        # WAL lets the dashboard read while the stream writes; the timeout waits out the other writer.
+        sa_event.listen(eng, "connect", lambda dbapi_conn, _: dbapi_conn.execute("PRAGMA journal_mode=WAL"))
+    else:
+        eng = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    try:
+        with eng.connect():
+            pass
+    except OperationalError as exc:
+        eng.dispose()
+        where = parsed.render_as_string(hide_password=True)
+        first_line = (str(exc.orig).strip().splitlines() or [""])[0]
+        raise PlatformError(
+            f"serving database {where} is unreachable: {first_line}",
+            "start the platform with `dse up`, or point DSE_DB_URL at a running database",
+        ) from exc
+    return eng
+
+
+def engine(settings: Settings) -> Engine:
+    """The serving database's engine, checked to answer, so an absent database fails here with the fix."""
+    return _engine_for(settings.serving_db_url)
+
+
+def create_schema(eng: Engine) -> None:
+    """Create missing tables and indexes; safe to run at every start."""
+    METADATA.create_all(eng)
+
+
+def _plain(value: Any) -> Any:
+    """What the driver should see: None for every pandas/numpy missing value, Python scalars for numpy ones."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value
+
+
+def _as_date(value: Any) -> dt.date | None:
+    """Dates arrive as date, datetime/Timestamp or ISO text (Kafka JSON); SQLite accepts only ``date``."""
+    if value is None or type(value) is dt.date:
+        return value
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return dt.date.fromisoformat(value)
+
+
+def _records(table: Table, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> tuple[list[str], list[dict]]:
+    """The rows as plain dicts over one column list (a key missing from some rows is NULL there)."""
+    if isinstance(rows, pd.DataFrame):
+        names = [str(c) for c in rows.columns]
+        columns = [rows[c].tolist() for c in rows.columns]
+    else:
+        names = list(dict.fromkeys(k for row in rows for k in row))
+        columns = [[row.get(n) for row in rows] for n in names]
+    unknown = sorted(set(names) - set(table.c.keys()))
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {', '.join(unknown)}")
+    cleaned = [
+        [_as_date(_plain(v)) for v in values] if isinstance(table.c[name].type, Date) else [_plain(v) for v in values]
+        for name, values in zip(names, columns, strict=True)
+    ]
+    return names, [dict(zip(names, values, strict=True)) for values in zip(*cleaned, strict=True)]
+
+
+def upsert(target: Connection | Engine, table: Table, rows: Sequence[Mapping[str, Any]] | pd.DataFrame,
+           update: bool = True) -> int:
+    """Insert rows, or on a primary-key clash update the given columns (``update=False``: keep the stored row).
+
+    A stored row equal to the incoming one is not touched (its stamp column stays), so writing the same rows
+    again leaves the table identical. Rows repeating a key within one call collapse to the one that would
+    win if applied in order (the last when updating, the first otherwise): PostgreSQL refuses to update a
+    row twice in one statement. Returns the number of rows submitted after that collapse.
+    """
+    names, records = _records(table, rows)
+    if not records:
+        return 0
+    keys = [c.name for c in table.primary_key.columns]
+    missing = sorted(set(keys) - set(names))
+    if missing:
+        raise ValueError(f"rows for {table.name} lack key column(s) {', '.join(missing)}")
+    unique: dict[tuple, dict] = {}
+    for record in records:
+        key = tuple(record[k] for k in keys)
+        if update or key not in unique:
+            unique[key] = record
+    # An engine gets its own transaction; a connection's caller owns the transaction.
+    with target.begin() if isinstance(target, Engine) else contextlib.nullcontext(target) as conn:
+        return _upsert(conn, table, names, list(unique.values()), update)
+
+
+def _upsert(conn: Connection, table: Table, names: list[str], records: list[dict], update: bool) -> int:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    compared = [c for c in table.c if c.name in names and not c.primary_key and not c.info.get("stamp")]
+    if update and compared:
+        stamps = [c for c in table.c if c.info.get("stamp")]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(table.primary_key.columns),
+            set_={c.name: stmt.excluded[c.name] for c in compared + stamps},
+            where=or_(*(c.is_distinct_from(stmt.excluded[c.name]) for c in compared)),
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
+    conn.execute(stmt, records)
+    return len(records)
+
+
+def record_event(eng: Engine, event: str, model_name: str, version: str | None = None,
+                 previous_version: str | None = None, source: str = "", details: dict | None = None) -> None:
+    """Append one model lifecycle event (promotion, reload, alert ...) for the dashboard's history."""
+    with eng.begin() as conn:
+        conn.execute(model_events.insert().values(
+            at=utcnow(), event=event, model_name=model_name, version=version, previous_version=previous_version,
+            source=source, details=json.dumps(details or {}, sort_keys=True, default=str),
+        ))
+
+
+def read_events(eng: Engine, limit: int = 50) -> pd.DataFrame:
+    """The latest model events, newest first (ties broken by insertion order)."""
+    query = select(model_events).order_by(model_events.c.at.desc(), model_events.c.id.desc()).limit(limit)
+    return read_frame(eng, query)
+
+
+def read_frame(eng: Engine, sql_or_table: str | Table | Executable, **params: Any) -> pd.DataFrame:
+    """A query's rows as a frame: a table (or its name) whole, a SQLAlchemy statement, or SQL text with params.
+
+    Tables and statements come back with the schema's Python types (aware UTC timestamps); raw SQL text gets
+    whatever the driver returns (on SQLite, timestamps as text).
+    """
+    if isinstance(sql_or_table, str):
+        sql_or_table = METADATA.tables.get(sql_or_table, sql_or_table)
+    if isinstance(sql_or_table, str):
+        query: Executable = text(sql_or_table)
+    elif isinstance(sql_or_table, Table):
+        query = select(sql_or_table)
+    else:
+        query = sql_or_table
+    with eng.connect() as conn:
+        result = conn.execute(query, params)
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))

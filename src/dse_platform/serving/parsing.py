@@ -1,0 +1,75 @@
+"""Raw Kafka rows to typed records (the mapInPandas step), with the Spark schemas."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from dse_platform.data.trading_calendar import today_dhaka
+from dse_platform.serving import validation
+
+#: group key of records that failed parsing: they pass through the state operator untouched
+BAD_KEY = "\x00dead-letter"
+
+
+PARSED_FIELDS = [
+    ("symbol", "string"), ("date", "date"), ("open", "double"), ("high", "double"), ("low", "double"),
+    ("close", "double"), ("volume", "double"), ("trades", "long"), ("value_mn", "double"), ("source", "string"),
+    ("produced_at", "long"), ("kind", "string"), ("reason", "string"), ("field", "string"), ("raw", "binary"),
+    ("topic", "string"), ("partition", "int"), ("offset", "long"),
+]
+
+
+OUTPUT_FIELDS = [
+    *PARSED_FIELDS, ("final", "boolean"), ("features", "string"), ("valid", "boolean"),
+    ("next_date", "date"), ("actual", "int"),
+]
+
+
+BAR_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume", "trades", "value_mn", "source",
+               "produced_at"]
+
+
+def ddl(fields: list[tuple[str, str]]) -> str:
+    return ", ".join(f"`{name}` {kind}" for name, kind in fields)
+
+
+_PANDAS_TYPES = {"string": object, "binary": object, "date": object, "double": "float64", "long": "Int64",
+                 "int": "Int32", "boolean": "boolean"}
+
+
+def typed(rows: list[dict[str, Any]] | pd.DataFrame, fields: list[tuple[str, str]]) -> pd.DataFrame:
+    """A frame with exactly ``fields``, each in a dtype Arrow converts to the Spark type.
+
+    All-null columns would otherwise come out float64 (NaN), which Spark cannot send as a string.
+    """
+    frame = pd.DataFrame(rows).reindex(columns=[name for name, _ in fields])
+    for name, kind in fields:
+        col = frame[name]
+        if _PANDAS_TYPES[kind] is object:
+            frame[name] = col.astype(object).where(col.notna(), None)
+        else:
+            frame[name] = col.astype(_PANDAS_TYPES[kind])
+    return frame
+
+
+def parse_batch(frames: Iterator[pd.DataFrame], bars_topic: str) -> Iterator[pd.DataFrame]:
+    """mapInPandas body: raw Kafka rows -> parsed bars, or dead letters under BAD_KEY."""
+    today = today_dhaka()
+    for raw in frames:
+        out = []
+        for value, topic, partition, offset in zip(raw["value"], raw["topic"], raw["partition"], raw["offset"],
+                                                   strict=True):
+            kind = "bar" if topic == bars_topic else "tick"
+            where = {"topic": topic, "partition": int(partition), "offset": int(offset)}
+            try:
+                bar = validation.parse(value, kind, today)
+            except validation.Rejected as exc:
+                out.append({"symbol": BAD_KEY, "kind": "bad", "reason": exc.reason, "field": exc.field,
+                            "raw": value if value is None else bytes(value), **where})
+                continue
+            if bar is not None:
+                out.append({**bar, "kind": kind, "raw": bytes(value), **where})
+        yield typed(out, PARSED_FIELDS)

@@ -1,0 +1,100 @@
+"""Per-instrument state as pure functions: the last bars of each instrument, advanced by records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dse_platform.data.trading_calendar import TradingCalendar
+from dse_platform.model import features
+from dse_platform.serving.parsing import BAD_KEY, BAR_COLUMNS, OUTPUT_FIELDS, typed
+
+
+def _dead(row: dict[str, Any], reason: str, field: str | None) -> dict[str, Any]:
+    return {"symbol": row["symbol"], "kind": "bad", "reason": reason, "field": field, "raw": row["raw"],
+            "topic": row["topic"], "partition": row["partition"], "offset": row["offset"]}
+
+
+def advance(window: list[dict[str, Any]], rows: pd.DataFrame, calendar: TradingCalendar
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Apply one batch of an instrument's records to its window: (new window, output rows).
+
+    Records apply in arrival order. Bars from the bars topic are final: a second one
+    for a date in the window is a ``duplicate``, any other older than the window's
+    last bar is ``out_of_order`` (a duplicate of a bar already evicted from the
+    window is indistinguishable from that). A tick
+    updates the bar-so-far of its date (or starts it); a final bar replaces it.
+    Output: every bar added or changed, with its features, and the outcome of
+    the previous bar whenever a final bar arrives for the next session.
+    """
+    bars = list(window)
+    out: list[dict[str, Any]] = []
+    changed: set[dt.date] = set()
+    outcomes: list[dict[str, Any]] = []
+    # arrival order per topic (bars first): the outcome must not depend on where batches split
+    rows = rows.sort_values(["kind", "offset"], kind="stable")
+    for row in rows.to_dict("records"):
+        last = bars[-1] if bars else None
+        record = {c: row[c] for c in BAR_COLUMNS}
+        record["final"] = row["kind"] == "bar"
+        if last is not None and row["date"] < last["date"]:
+            seen = row["kind"] == "bar" and any(b["date"] == row["date"] and b["final"] for b in bars)
+            out.append(_dead(row, "duplicate" if seen else "out_of_order", "date"))
+            continue
+        if last is not None and row["date"] == last["date"]:
+            if last["final"]:
+                if row["kind"] == "bar":
+                    out.append(_dead(row, "duplicate", "date"))
+                continue  # a tick after the day's final bar adds nothing
+            if row["kind"] == "tick":
+                record["open"] = last["open"]  # the page has no open: the day's first snapshot stands in
+            bars[-1] = record
+        else:
+            if row["kind"] == "tick":
+                record["open"] = record["open"] or record["close"]
+            bars.append(record)
+        changed.add(row["date"])
+        if record["final"] and len(bars) >= 2 and bars[-2]["final"]:
+            prev = bars[-2]
+            nxt = calendar.next_session(prev["date"])
+            if nxt == record["date"]:
+                outcomes.append({"symbol": record["symbol"], "kind": "outcome", "date": prev["date"],
+                                 "next_date": record["date"], "actual": int(record["close"] > prev["close"]),
+                                 "close": prev["close"]})
+    if changed:
+        frame = pd.DataFrame(bars)
+        feats = features.compute(frame)
+        for i in np.flatnonzero(frame["date"].isin(changed).to_numpy()):
+            bar = bars[i]
+            valid = bool(feats.iloc[i]["valid"])
+            out.append({**bar, "kind": "bar", "valid": valid,
+                        "features": json.dumps(feats.iloc[i][features.FEATURE_NAMES].tolist()) if valid else None})
+    return bars[-features.LOOKBACK:], out + outcomes
+
+
+def _encode_window(bars: list[dict[str, Any]]) -> str:
+    return json.dumps([{**b, "date": b["date"].isoformat()} for b in bars])
+
+
+def _decode_window(text: str) -> list[dict[str, Any]]:
+    return [{**b, "date": dt.date.fromisoformat(b["date"])} for b in json.loads(text)]
+
+
+def make_state_function(calendar: TradingCalendar):
+    """The applyInPandasWithState body, closing over the trading calendar."""
+    def update(key: tuple, frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
+        rows = pd.concat(list(frames), ignore_index=True)
+        if key[0] == BAD_KEY:
+            yield typed(rows, OUTPUT_FIELDS)
+            return
+        window = _decode_window(state.get[0]) if state.exists else []
+        window, out = advance(window, rows, calendar)
+        state.update((_encode_window(window),))
+        yield typed(out, OUTPUT_FIELDS)
+
+    return update
