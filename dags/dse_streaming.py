@@ -47,9 +47,9 @@ with DAG(
 
     @task
     def preflight() -> dict:
-        from dse_platform.orchestration import streaming
+        from dse_platform.orchestration.airflow import hooks
 
-        return streaming.spark_preflight(get_settings())
+        return hooks.spark_preflight(get_settings())
 
     @task
     def ensure_topics() -> list[str]:

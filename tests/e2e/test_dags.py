@@ -18,7 +18,7 @@ from dse_platform.data import store
 from dse_platform.errors import PlatformError
 from dse_platform.model import gate, registry, training
 from dse_platform.orchestration import streaming
-from dse_platform.orchestration.airflow import defaults, sensors
+from dse_platform.orchestration.airflow import defaults, hooks, sensors
 from dse_platform.serving import database
 from tests.support.platform import DSE, fresh_database, small_store
 
@@ -95,7 +95,7 @@ def test_missing_spark_jars_are_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[*]"}))
     settings = Settings(_env_file=None, DSE_JARS_DIR=tmp_path)
     with pytest.raises(PlatformError, match="spark jars are missing") as err:
-        streaming.spark_preflight(settings)
+        hooks.spark_preflight(settings)
     assert "dse jars" in err.value.fix
 
 

@@ -1,4 +1,4 @@
-"""The streaming DAG's steps: parameter checks, Spark preflight, the predictions count."""
+"""The streaming DAG's steps: parameter checks and the predictions count (no Airflow imports)."""
 
 from __future__ import annotations
 
@@ -46,18 +46,6 @@ def check_stream_params(settings: Settings, params: dict[str, Any]) -> dict[str,
             "run_time_limit_s": limit}
 
 
-def spark_preflight(settings: Settings) -> dict[str, str]:
-    """The connector jars for spark-submit; one clear error when they (or the connection) are missing."""
-    from airflow.sdk import BaseHook
-
-    try:
-        conn = BaseHook.get_connection("spark_default")
-    except Exception as exc:  # Airflow raises AirflowNotFoundException (or a task-SDK error) for a missing id
-        raise PlatformError(f"the Airflow connection 'spark_default' is missing ({exc})",
-                            "set AIRFLOW_CONN_SPARK_DEFAULT (dse up does) or add it in Admin > Connections") from exc
-    return {"jars": jars.jar_list(settings, "spark"), "master": conn.host or settings.spark_master}
-
-
 def predictions_since(settings: Settings, since: dt.datetime) -> int:
     """Predictions scored at or after ``since`` (the streaming DAG's health check)."""
     engine = database.engine(settings)
@@ -68,14 +56,3 @@ def predictions_since(settings: Settings, since: dt.datetime) -> int:
 
         return int(conn.execute(select(func.count()).select_from(table).where(table.c.scored_at >= since))
                    .scalar_one())
-
-
-def stream_env(settings: Settings) -> dict[str, str]:
-    """DSE_* settings the submitted job needs to see the same platform as the DAG."""
-    import os
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k.startswith("DSE_")}
-    env["PYSPARK_PYTHON"] = sys.executable
-    env["DSE_HOME"] = str(settings.home)
-    return env

@@ -34,6 +34,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.project_dir / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.project_dir / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # the project's DAGs run on their schedules from the start: nobody has to unpause them by hand
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Dhaka",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
@@ -46,6 +48,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
             {"conn_type": "spark", "host": settings.spark_master}),
+        "AIRFLOW_CONN_DSE_SERVING_DB": json.dumps(
+            {"conn_type": "generic", "extra": {"url": settings.serving_db_url}}),
+        "AIRFLOW_CONN_DSE_MLFLOW": json.dumps({"conn_type": "http", "host": settings.tracking_uri}),
         "PATH": path_with_venv(),
         "PYSPARK_PYTHON": sys.executable,
     }

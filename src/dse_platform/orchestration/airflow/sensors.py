@@ -19,10 +19,10 @@ class PredictionsSensor(BaseSensorOperator):
         self.min_predictions = min_predictions
 
     def poke(self, context: Any) -> bool:
-        from dse_platform.config import get_settings
         from dse_platform.orchestration import streaming
+        from dse_platform.orchestration.airflow import hooks
 
         since = context["dag_run"].start_date or context["dag_run"].logical_date
-        count = streaming.predictions_since(get_settings(), since)
+        count = streaming.predictions_since(hooks.platform_settings(), since)
         self.log.info("%d predictions scored since %s (need %d)", count, since, self.min_predictions)
         return count >= self.min_predictions
