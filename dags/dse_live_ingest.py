@@ -11,6 +11,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param, task
 
 from dse_platform.config import get_settings
+from dse_platform.orchestration.airflow import hooks
 from dse_platform.orchestration.airflow.defaults import START, default_args
 
 with DAG(
@@ -32,6 +33,7 @@ with DAG(
     def live_session(params=None) -> None:
         from dse_platform.streams import live
 
-        live.run(get_settings(), until_close=True, max_polls=params["max_polls"], max_wait_s=params["max_wait_s"])
+        live.run(hooks.platform_settings(), until_close=True, max_polls=params["max_polls"],
+                 max_wait_s=params["max_wait_s"])
 
     live_session()

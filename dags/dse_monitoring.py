@@ -9,6 +9,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, task
 
 from dse_platform.config import get_settings
+from dse_platform.orchestration.airflow import hooks
 from dse_platform.orchestration.airflow.defaults import START, default_args
 
 with DAG(
@@ -26,7 +27,7 @@ with DAG(
     def measure() -> dict:
         from dse_platform.monitoring import daily
 
-        return daily.run(get_settings()).as_dict()
+        return daily.run(hooks.platform_settings()).as_dict()
 
     @task(retries=0)
     def check_thresholds(report: dict) -> None:

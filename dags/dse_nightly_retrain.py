@@ -10,6 +10,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, task
 
 from dse_platform.config import get_settings
+from dse_platform.orchestration.airflow import hooks
 from dse_platform.orchestration.airflow.defaults import START, default_args
 
 with DAG(
@@ -27,19 +28,19 @@ with DAG(
     def fold_streamed_bars(logical_date=None) -> dict:
         from dse_platform.orchestration import retrain
 
-        return retrain.fold_streamed_bars(get_settings(), logical_date.in_timezone(START.tz).date())
+        return retrain.fold_streamed_bars(hooks.platform_settings(), logical_date.in_timezone(START.tz).date())
 
     @task
     def validate_store(folded: dict) -> dict:
         from dse_platform.orchestration import retrain
 
-        return retrain.validate_store(get_settings())
+        return retrain.validate_store(hooks.platform_settings())
 
     @task
     def train_and_gate(checked: dict, logical_date=None) -> dict:
         from dse_platform.orchestration import retrain
 
-        return retrain.retrain(get_settings(), logical_date.in_timezone(START.tz).date())
+        return retrain.retrain(hooks.platform_settings(), logical_date.in_timezone(START.tz).date())
 
     @task
     def publish_report(folded: dict, checked: dict, outcome: dict, logical_date=None, dag_run=None) -> str:
@@ -47,7 +48,7 @@ with DAG(
 
         text = retrain.report_text(logical_date.in_timezone(START.tz).date(), folded, checked, outcome)
         print(text)
-        retrain.publish_report(get_settings(), text, outcome, dag_run.dag_id, dag_run.run_id)
+        retrain.publish_report(hooks.platform_settings(), text, outcome, dag_run.dag_id, dag_run.run_id)
         return text
 
     folded = fold_streamed_bars()
