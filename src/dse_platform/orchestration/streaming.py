@@ -11,7 +11,6 @@ from dse_platform.config import Settings
 from dse_platform.contracts import tables
 from dse_platform.data import store
 from dse_platform.errors import PlatformError
-from dse_platform.runtime import jars
 from dse_platform.serving import database
 
 STREAM_TRIGGERS = ("available-now", "processing-time")

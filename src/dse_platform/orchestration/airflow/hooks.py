@@ -30,37 +30,41 @@ def _connection(hook: BaseHook, conn_id: str) -> Any | None:
         return None
 
 
-class ServingDatabaseHook(BaseHook):
-    """The serving database: a connection whose ``extra`` holds the SQLAlchemy URL (``{"url": ...}``)."""
+class _PlatformHook(BaseHook):
+    """A hook over one connection id; subclasses say which one by default and read it."""
 
     conn_name_attr = "conn_id"
+    default_conn_name = ""
+
+    def __init__(self, conn_id: str | None = None) -> None:
+        super().__init__()
+        self.conn_id = conn_id or self.default_conn_name
+
+    def connection(self) -> Any | None:
+        return _connection(self, self.conn_id)
+
+
+class ServingDatabaseHook(_PlatformHook):
+    """The serving database: a connection whose ``extra`` holds the SQLAlchemy URL (``{"url": ...}``)."""
+
     default_conn_name = SERVING_DB_CONN_ID
     conn_type = "generic"
     hook_name = "DSE serving database"
 
-    def __init__(self, conn_id: str = SERVING_DB_CONN_ID) -> None:
-        super().__init__()
-        self.conn_id = conn_id
-
     def url(self) -> str | None:
-        conn = _connection(self, self.conn_id)
+        conn = self.connection()
         return conn.extra_dejson.get("url") if conn is not None else None
 
 
-class MlflowRegistryHook(BaseHook):
+class MlflowRegistryHook(_PlatformHook):
     """The MLflow tracking server and registry: an HTTP connection whose host is the tracking URI."""
 
-    conn_name_attr = "conn_id"
     default_conn_name = MLFLOW_CONN_ID
     conn_type = "http"
     hook_name = "DSE MLflow registry"
 
-    def __init__(self, conn_id: str = MLFLOW_CONN_ID) -> None:
-        super().__init__()
-        self.conn_id = conn_id
-
     def tracking_uri(self) -> str | None:
-        conn = _connection(self, self.conn_id)
+        conn = self.connection()
         if conn is None or not conn.host:
             return None
         host = conn.host if "://" in conn.host else f"{conn.schema or 'http'}://{conn.host}"
