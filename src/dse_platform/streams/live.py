@@ -212,7 +212,7 @@ def run(settings: Settings, *, max_polls: int | None = None, until_close: bool =
         max_wait_s: float | None = None,
         poll_interval_s: float = DEFAULT_POLL_INTERVAL_S, url: str | None = None) -> None:
     """`dse live`: poll DSE with real HTTP, the store's trading calendar and a no-loss producer."""
-    from dse_platform import store  # pandas/pyarrow: only needed here, not by the parser
+    from dse_platform.data import store  # pandas/pyarrow: only needed here, not by the parser
 
     if store.exists(settings.store_dir):
         calendar = store.read_calendar(settings.store_dir)
