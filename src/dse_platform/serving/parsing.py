@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,8 @@ import pandas as pd
 
 from dse_platform.data.trading_calendar import today_dhaka
 from dse_platform.serving import validation
+
+log = logging.getLogger("dse.stream")
 
 #: group key of records that failed parsing: they pass through the state operator untouched
 BAD_KEY = "\x00dead-letter"
@@ -55,6 +58,11 @@ def typed(rows: list[dict[str, Any]] | pd.DataFrame, fields: list[tuple[str, str
     return frame
 
 
+def _dead_letter(value: bytes | None, reason: str, field: str | None, where: dict[str, Any]) -> dict[str, Any]:
+    return {"symbol": BAD_KEY, "kind": "bad", "reason": reason, "field": field,
+            "raw": value if value is None else bytes(value), **where}
+
+
 def parse_batch(frames: Iterator[pd.DataFrame], bars_topic: str) -> Iterator[pd.DataFrame]:
     """mapInPandas body: raw Kafka rows -> parsed bars, or dead letters under BAD_KEY."""
     today = today_dhaka()
@@ -67,8 +75,12 @@ def parse_batch(frames: Iterator[pd.DataFrame], bars_topic: str) -> Iterator[pd.
             try:
                 bar = validation.parse(value, kind, today)
             except validation.Rejected as exc:
-                out.append({"symbol": BAD_KEY, "kind": "bad", "reason": exc.reason, "field": exc.field,
-                            "raw": value if value is None else bytes(value), **where})
+                out.append(_dead_letter(value, exc.reason, exc.field, where))
+                continue
+            except Exception as exc:  # a record no rule foresaw must not stop the job: it becomes a dead letter
+                log.warning("record at %s[%s]@%s raised %s: dead-lettered as unparseable", topic, partition,
+                            offset, type(exc).__name__)
+                out.append(_dead_letter(value, "unparseable", None, where))
                 continue
             if bar is not None:
                 out.append({**bar, "kind": kind, "raw": bytes(value), **where})
