@@ -8,14 +8,13 @@ the connection). With the available-now trigger or a run time limit the run ends
 
 from __future__ import annotations
 
-import sys
-
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, task
 
 from dse_platform.config import get_settings
 from dse_platform.orchestration.airflow.defaults import START, default_args
 from dse_platform.orchestration.airflow.sensors import PredictionsSensor
+from dse_platform.runtime import spark
 
 settings = get_settings()
 
@@ -73,12 +72,13 @@ with DAG(
     stream = SparkSubmitOperator(
         task_id="stream_predict",
         conn_id="spark_default",
-        application=str(settings.project_dir / "jobs" / "stream_predict.py"),
-        name="dse-stream-predict",
+        application=str(spark.application(settings)),
+        name=spark.APP_NAME,
         jars="{{ ti.xcom_pull(task_ids='preflight')['jars'] }}",
         application_args=["--trigger", "{{ params.trigger }}", "--timeout", "{{ params.run_time_limit_s }}"],
-        conf={"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable},
-        env_vars={"PYSPARK_PYTHON": sys.executable},
+        # the confs every launch of the job shares; the jars come from preflight (resolved at run time, not parse)
+        conf=spark.spark_conf(settings, with_jars=False),
+        env_vars=spark.spark_env(settings),
     )
     health = PredictionsSensor(task_id="predictions_arrived", poke_interval=10, timeout=300, mode="reschedule")
     [checked, ready] >> ensure_topics() >> replay(checked) >> stream >> health

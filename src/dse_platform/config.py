@@ -81,6 +81,7 @@ class Settings(BaseSettings):
 
     airflow_port: int = Field(8080, description="Airflow api-server (UI) port.")
     airflow_enabled: bool = Field(True, description="Start Airflow with `dse up`.")
+    dashboard_port: int = Field(8501, description="Port of the Streamlit dashboard.")
 
     db_backend: Literal["sqlite", "postgres"] = Field(
         "sqlite", description="Serving database kind; postgres starts a local server unless db_url is set."

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from dse_platform.config import PROJECT_DIR, Settings
 from dse_platform.contracts import tables
 from dse_platform.data import store
+from dse_platform.data.instruments import DSEX, is_index
 from dse_platform.errors import PlatformError
 from dse_platform.model import gate, registry, training
 from dse_platform.orchestration import streaming
@@ -102,7 +103,7 @@ def test_missing_spark_jars_are_one_clear_error(tmp_path, monkeypatch):
 def test_predictions_sensor_pokes_the_serving_db(tmp_path):
     settings = Settings(_env_file=None, db_url=f"sqlite:///{tmp_path / 'serving.db'}")
     engine = database.engine(settings)
-    database.create_schema(engine)
+    database.migrate(engine)
     start = tables.utcnow()
 
     class Run:
@@ -130,7 +131,7 @@ def dag_env(platform, platform_env, shipped_store, tmp_path_factory):
     """Environment for `airflow dags test`: a small private store, fresh topics, DB and model name."""
     _, shipped = shipped_store
     codes = sorted(store.read_bars(shipped, start=dt.date(2025, 8, 1), columns=["symbol", "date"])["symbol"].unique())
-    symbols = ["00DSEX", *[c for c in codes if not c.startswith("00")][::15][:30]]
+    symbols = [DSEX, *[c for c in codes if not is_index(c)][::15][:30]]
     target = small_store(shipped, tmp_path_factory.mktemp("dagstore") / "store", symbols)
     tag = uuid.uuid4().hex[:8]
     env = {**platform_env, "DSE_STORE_DIR": str(target), "DSE_DB_URL": fresh_database(platform),
@@ -199,7 +200,7 @@ def test_streaming_dag_replays_submits_and_sees_predictions(dag_env):
 def test_monitoring_dag_passes_then_alerts_past_a_threshold(dag_env):
     env, settings = dag_env["env"], dag_env["settings"]
     engine = database.engine(settings)
-    database.create_schema(engine)
+    database.migrate(engine)
     ok = dags_test({**env, "DSE_MONITOR_PSI_THRESHOLD": "1000", "DSE_MONITOR_MIN_OUTCOMES": "1000000"},
                    "dse_monitoring")
     assert ok.returncode == 0, (ok.stdout + ok.stderr)[-5000:]

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from dse_platform.data import store
+from dse_platform.data.instruments import DSEX, is_index
 from dse_platform.model import gate, registry, training
 from dse_platform.runtime.airflow_env import admin_password
 from dse_platform.serving import database
@@ -39,7 +40,7 @@ def traded_throughout(store_dir, start: dt.date, end: dt.date, count: int) -> li
     bars = store.read_bars(store_dir, start=start, end=end, columns=["symbol", "date"])
     per_symbol = bars.groupby("symbol")["date"].nunique()
     full = per_symbol[per_symbol == bars["date"].nunique()].index
-    return sorted(c for c in full if not c.startswith("00"))[:count]
+    return sorted(c for c in full if not is_index(c))[:count]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def ready(platform, shipped_store, symbols):
     """The session platform's own defaults filled in: a store, a production model with two versions."""
     _, shipped = shipped_store
     if not store.exists(platform.store_dir):
-        small_store(shipped, platform.store_dir, ["00DSEX", *symbols])
+        small_store(shipped, platform.store_dir, [DSEX, *symbols])
     cfg = platform.model_copy(update={"train_folds": 3, "train_test_sessions": 40})
     if registry.production_ref(cfg) is None:
         first = training.train(cfg)

@@ -14,6 +14,7 @@ import pytest
 from dse_platform.config import PROJECT_DIR
 from dse_platform.data import store
 from dse_platform.data.ingest import ingest
+from dse_platform.data.instruments import DSEX, INDEX_SYMBOLS
 from dse_platform.errors import PlatformError
 from tests.support.platform import TODAY
 
@@ -52,12 +53,12 @@ def test_counts_reconcile_exactly(shipped):
 def test_synthetic_flat_rows_are_flagged_not_dropped(shipped):
     _, bars, _, _ = shipped
     synthetic = _flagged(bars, "synthetic")
-    stocks = synthetic[~synthetic["symbol"].str.startswith("00")]
+    stocks = synthetic[~synthetic["symbol"].isin(INDEX_SYMBOLS)]
     # the data README counts 1,273 such rows in the EOD files
     assert 1_200 <= len(stocks) <= 1_300
     assert (stocks["open"] == stocks["close"]).all() and (stocks["volume"] == 0).all()
     # the index files end with flat copies of the last real value
-    dsex = bars[(bars["symbol"] == "00DSEX") & (bars["date"] >= dt.date(2024, 11, 12))
+    dsex = bars[(bars["symbol"] == DSEX) & (bars["date"] >= dt.date(2024, 11, 12))
                 & (bars["source_file"] == "00DSEX.csv.gz")]
     assert dsex["quality_flags"].str.contains("synthetic").all() and len(dsex) >= 3
 
@@ -96,7 +97,7 @@ def test_duplicates_keep_the_richest_source(shipped):
     assert len(dups) > 1_000 and (dups["source_file"] == "dsex-daily-2013-2025-investing.csv").all()
     assert not bars.duplicated(["symbol", "date"]).any()
     # before 2018 only investing.com has DSEX: those days are kept from it
-    early = bars[(bars["symbol"] == "00DSEX") & (bars["date"] < dt.date(2018, 1, 1))]
+    early = bars[(bars["symbol"] == DSEX) & (bars["date"] < dt.date(2018, 1, 1))]
     assert len(early) > 1_000 and (early["source_file"] == "dsex-daily-2013-2025-investing.csv").all()
 
 
@@ -121,7 +122,7 @@ def test_price_jumps_and_indices(shipped):
     _, bars, _, _ = shipped
     jumps = _flagged(bars, "price_jump")
     assert len(jumps) > 0
-    dsex = bars[bars["symbol"] == "00DSEX"]
+    dsex = bars[bars["symbol"] == DSEX]
     assert dsex["volume"].isna().all() and dsex["trades"].isna().all()
     assert dsex.loc[dsex["source_file"] == "00DSEX.csv.gz", "value_mn"].gt(0).any()
     assert (dsex["sector"] == "Index").all()

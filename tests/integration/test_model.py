@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 import mlflow
 from dse_platform.config import Settings
 from dse_platform.data import store
+from dse_platform.data.instruments import DSEX, is_index
 from dse_platform.data.trading_calendar import TradingCalendar
 from dse_platform.errors import PlatformError
 from dse_platform.model import dataset, evaluation, features, gate, registry, training
@@ -22,7 +23,7 @@ from dse_platform.serving import database
 from tests.support.platform import free_port
 
 # 40 instruments (every tenth of the shipped ones) plus the DSEX index keep each training run to seconds.
-INDEX = "00DSEX"
+INDEX = DSEX
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def bars(shipped_store) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def symbols(bars) -> list[str]:
     codes = sorted(bars["symbol"].unique())
-    return [INDEX, *[c for c in codes if not c.startswith("00")][::10][:40]]
+    return [INDEX, *[c for c in codes if not is_index(c)][::10][:40]]
 
 
 # ---- features: one definition, no look-ahead -----------------------------------------------------

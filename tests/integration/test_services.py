@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import stat
 import subprocess
@@ -15,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine, text
 
 import mlflow
+from dse_platform.config import PROJECT_DIR
 from dse_platform.runtime import health
 from dse_platform.runtime.services import services
 from dse_platform.runtime.supervisor import port_in_use
@@ -186,6 +186,6 @@ def test_health_checks_say_unhealthy_when_nothing_listens(tmp_path):
 
 def test_make_names_a_missing_python_in_one_line():
     proc = subprocess.run(["make", "-s", "prereqs", "PYTHON=python3.99"], capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(__file__)))
+                          cwd=PROJECT_DIR)
     assert proc.returncode != 0
     assert "missing prerequisite: Python 3.11" in proc.stdout + proc.stderr

@@ -36,7 +36,7 @@ def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
         settings = Settings(_env_file=None, home=tmp_path / "not-yet-there", db_backend="sqlite", db_url=None)
     eng = database.engine(settings)
     assert eng.dialect.name == {"sqlite": "sqlite", "postgres": "postgresql"}[request.param]
-    database.create_schema(eng)
+    database.migrate(eng)
     yield eng
     eng.dispose()
 
@@ -70,8 +70,8 @@ def read_bars(eng: Engine, tag: str) -> pd.DataFrame:
 
 
 def test_schema_creation_is_idempotent(db: Engine) -> None:
-    database.create_schema(db)
-    database.create_schema(db)
+    database.migrate(db)
+    database.migrate(db)
     found = inspect(db)
     assert set(tables.METADATA.tables) <= set(found.get_table_names())
     assert "ix_predictions_date" in {ix["name"] for ix in found.get_indexes("predictions")}
@@ -81,7 +81,7 @@ def test_schema_creation_is_idempotent(db: Engine) -> None:
 
 def test_sqlite_database_folder_is_created(tmp_path) -> None:
     settings = Settings(_env_file=None, home=tmp_path / "a" / "b", db_backend="sqlite", db_url=None)
-    database.create_schema(database.engine(settings))
+    database.migrate(database.engine(settings))
     assert (tmp_path / "a" / "b" / "serving.db").is_file()
 
 

@@ -166,7 +166,7 @@ def test_features_and_probabilities_equal_the_offline_ones(reference, served, sy
     assert (expected["date"].max() - expected["date"].min()).days >= 365
     merged = expected.merge(got, on=ID_COLUMNS, how="outer", indicator=True)
     assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"][ID_COLUMNS].head()
-    streamed = np.array([json.loads(v) for v in merged["values"]])
+    streamed = features.decode(merged["values"]).to_numpy()
     assert np.abs(streamed - merged[features.FEATURE_NAMES].to_numpy(float)).max() <= 1e-9
 
     ref = registry.production_ref(served)

@@ -96,7 +96,7 @@ def fresh_database(platform: Settings) -> str:
         cur.execute(f"CREATE DATABASE {name}")
     conn.close()
     url = f"postgresql+psycopg2://dse@{platform.host}:{platform.postgres_port}/{name}"
-    database.create_schema(database.engine(Settings(_env_file=None, db_url=url)))
+    database.migrate(database.engine(Settings(_env_file=None, db_url=url)))
     return url
 
 

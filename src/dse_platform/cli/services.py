@@ -54,20 +54,21 @@ def up(
 
 @app.command()
 def down() -> None:
-    """Stop the background streaming job and every local service; nothing under var/ is deleted."""
-    from dse_platform.runtime import demo as demo_mod
-
-    demo_mod.stop_stream(get_settings(), echo)
+    """Stop every local service and the background streaming job; nothing under var/ is deleted."""
     supervisor.down(get_settings(), echo)
 
 
+HEALTH_COLOURS = {"healthy": "green", "off": "yellow", "unhealthy": "red"}
+
+
 def _print_status(settings) -> bool:
+    """The services table; True when nothing is unhealthy (a stream that is not started is fine)."""
     table = Table(title="DSE platform services")
     for col in ("service", "process", "health", "url", "detail"):
         table.add_column(col)
     rows = supervisor.status(settings)
     for row in rows:
-        colour = "green" if row["health"] == "healthy" else "red"
+        colour = HEALTH_COLOURS[row["health"]]
         table.add_row(row["service"], row["process"], f"[{colour}]{row['health']}[/{colour}]", row["url"],
                       row["detail"])
     console.print(table)
@@ -75,7 +76,7 @@ def _print_status(settings) -> bool:
         password = airflow_env.admin_password(settings)
         if password:
             echo(f"Airflow login: admin / {password}")
-    return all(r["health"] == "healthy" for r in rows)
+    return all(r["health"] != "unhealthy" for r in rows)
 
 
 @app.command()
@@ -87,7 +88,7 @@ def status() -> None:
 
 @app.command()
 def logs(
-    service: str = typer.Argument(..., help="kafka, mlflow, airflow, postgres or supervisord"),
+    service: str = typer.Argument(..., help="kafka, mlflow, airflow, postgres, stream or supervisord"),
     lines: int = typer.Option(50, "-n", help="How many last lines to show."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
 ) -> None:

@@ -54,6 +54,10 @@ def _stamp(name: str) -> Column:
 
 METADATA = MetaData()
 
+#: where alembic records the schema's revision: our own name, so it never collides with Airflow's or MLflow's
+#: alembic tables when they share the database
+VERSION_TABLE = "dse_alembic_version"
+
 
 bars = Table(
     "bars", METADATA,

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from dse_platform.data.instruments import DSEX, canonical_symbol
 from dse_platform.errors import PlatformError
 
 #: columns of the raw layout every parser produces (values still text, except line numbers)
 RAW_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume", "trades", "value_mn",
                "ycp", "source_file", "source_line", "source_format"]
-
-INDEX_CODES = {"00DSEX", "00DSES", "00DS30"}
 
 
 @dataclass
@@ -70,12 +69,12 @@ def _norm(name: str) -> str:
 
 
 def symbol_from_filename(path: Path) -> str:
-    """Trading code of a per-instrument file: the file name without .csv/.csv.gz (``AMCL(PRAN)`` kept)."""
+    """Code of a per-instrument file: the file name without .csv/.csv.gz (``AMCL(PRAN)`` kept, ``DSEX`` -> 00DSEX)."""
     name = path.name
     for suffix in (".gz", ".csv"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
-    return name.strip().upper()
+    return canonical_symbol(name)
 
 
 def split_records(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -129,7 +128,7 @@ def parse_investing(path: Path, header: list[str], rows: list[tuple[int, list[st
     """investing.com export of the DSEX index (the only index this layout is shipped for)."""
     names = [_norm(h) for h in header]
     pos = {n: names.index(n) for n in ("date", "price", "open", "high", "low", "vol.")}
-    symbol = "00DSEX"
+    symbol = DSEX
     records, truncated = [], []
     for line, cells in rows:
         if len(cells) < len(names) - 1:
@@ -160,7 +159,7 @@ def parse_day_end(path: Path, header: list[str], rows: list[tuple[int, list[str]
             truncated.append((line, ",".join(cells)))
             continue
         num = {key: cells[i].replace(",", "").strip() for key, i in pos.items()}
-        records.append({"symbol": cells[pos[code_col]].strip().upper(), "date": cells[pos["date"]],
+        records.append({"symbol": canonical_symbol(cells[pos[code_col]]), "date": cells[pos["date"]],
                         "open": num["open"], "high": num["high"], "low": num["low"], "close": num["close"],
                         "volume": num["volume"], "trades": num["trade"], "value_mn": num["value"],
                         "ycp": num["ycp"], "source_line": line})

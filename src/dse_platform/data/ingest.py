@@ -1,14 +1,13 @@
 """``dse ingest``: raw DSE files -> the canonical bar store, with a data-quality report.
 
 Files are recognised by header (see :mod:`formats`); the instrument reference file
-(``Ticker, MarketName, GroupName``) supplies sector and category. Rows go through
+(``Ticker, MarketName, GroupName``, see :mod:`instruments`) supplies sector and category. Rows go through
 :mod:`quality`; the store is swapped in atomically (see :mod:`store`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,15 +16,11 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from dse_platform.config import PROJECT_DIR
 from dse_platform.data import store
-from dse_platform.data.formats import INDEX_CODES, ParsedFile, parse_file, read_text
+from dse_platform.data.formats import ParsedFile, parse_file, read_text
+from dse_platform.data.instruments import DEFAULT_REFERENCE, INDEX_SYMBOLS, is_reference, load_reference
 from dse_platform.data.quality import FLAG_RULES, REJECT_RULES, apply_rules
 from dse_platform.errors import PlatformError
-
-REFERENCE_HEADER = ["ticker", "marketname", "groupname"]
-#: used when the files given to ingest do not include a reference file of their own
-DEFAULT_REFERENCE = PROJECT_DIR / "data" / "instruments-sector-category-2026.csv"
 
 
 @dataclass
@@ -50,28 +45,12 @@ def discover(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def is_reference(text: str) -> bool:
-    """The instrument reference file is told apart by its header."""
-    first = text.split("\n", 1)[0]
-    return [h.strip().strip('"').lower() for h in first.split(",")] == REFERENCE_HEADER
-
-
-def load_reference(path: Path, text: str | None = None) -> pd.DataFrame:
-    """Instrument reference: index = trading code; columns sector, category (A/B/N/Z)."""
-    frame = pd.read_csv(io.StringIO(read_text(path) if text is None else text), skipinitialspace=True, dtype=str)
-    frame.columns = [c.strip().lower() for c in frame.columns]
-    return pd.DataFrame({
-        "sector": frame["marketname"].str.strip().values,
-        "category": frame["groupname"].str.replace("Category -", "", regex=False).str.strip().values,
-    }, index=frame["ticker"].str.strip().str.upper()).loc[lambda f: ~f.index.duplicated()]
-
-
 def _check_symbols(parsed: ParsedFile, reference: pd.DataFrame) -> None:
     """A multi-instrument file none of whose codes is a DSE code is another market's file: refuse it."""
     if parsed.fmt != "day-end" or reference.empty or parsed.rows.empty:
         return
     codes = set(parsed.rows["symbol"])
-    if not codes & (set(reference.index) | INDEX_CODES):
+    if not codes & (set(reference.index) | INDEX_SYMBOLS):
         sample = ", ".join(sorted(codes)[:5])
         raise PlatformError(f"{parsed.path}: none of its {len(codes)} trading codes ({sample}, ...) is a DSE code",
                             "this looks like another exchange's file; ingest only DSE data")
@@ -107,13 +86,13 @@ def ingest(paths: Iterable[Path], store_dir: Path, today: dt.date | None = None,
            progress: bool = True) -> IngestResult:
     """Read, validate and store; raises PlatformError (store untouched) on a file it cannot read."""
     files = discover(list(paths))
-    reference = load_reference(DEFAULT_REFERENCE) if DEFAULT_REFERENCE.exists() else \
+    reference = load_reference(read_text(DEFAULT_REFERENCE)) if DEFAULT_REFERENCE.exists() else \
         pd.DataFrame(columns=["sector", "category"])
     parsed: list[ParsedFile] = []
     for path in tqdm(files, desc="ingest", unit="file", disable=not progress):
         text = read_text(path)
         if is_reference(text):
-            reference = load_reference(path, text)
+            reference = load_reference(text)
         else:
             parsed.append(parse_file(path, text))
     for item in parsed:

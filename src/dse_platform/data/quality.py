@@ -1,16 +1,10 @@
 """Data-quality rules for raw DSE bars: every row is kept, flagged or rejected, with the rule that decided.
 
-Each rule is named; kept rows carry the names of the flag rules that fired in
-``flags`` ('|'-joined), rejected rows go to the rejects file with the rule and a
-reason. ``read == clean + flagged + rejected`` holds for every ingest.
-
-Flag rules (row kept): ``synthetic`` (flat row copied from the previous close with
-no trading), ``volume_missing``, ``ohlc_outside_range``, ``price_jump`` (a
-close-to-close move no DSE trading day allows: back-adjustment seams and record
-dates), ``weekend_session``, ``unknown_symbol``.
-Reject rules: ``truncated_row``, ``bad_date``, ``bad_number``, ``missing_field``,
-``non_positive_price``, ``high_below_low``, ``future_date``, ``duplicate``,
-``non_trading_day``.
+The rules, their actions and limits are declared once in :mod:`rules` (shared with
+wire validation); this module applies the ingest ones, vectorised over whole files.
+Kept rows carry the names of the flag rules that fired in ``flags`` ('|'-joined),
+rejected rows go to the rejects file with the rule and a reason.
+``read == clean + flagged + rejected`` holds for every ingest.
 """
 
 from __future__ import annotations
@@ -21,19 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dse_platform.data.formats import INDEX_CODES, ParsedFile
+from dse_platform.data.formats import ParsedFile
+from dse_platform.data.instruments import INDEX_SYMBOLS
+from dse_platform.data.rules import (
+    MIN_TRADING_INSTRUMENTS,
+    PRICE_COLS,
+    PRICE_JUMP_LIMIT,
+    latest_allowed_date,
+    rule_names,
+)
 from dse_platform.data.trading_calendar import TradingCalendar, today_dhaka
 
-FLAG_RULES = ("synthetic", "volume_missing", "ohlc_outside_range", "price_jump", "weekend_session",
-              "unknown_symbol")
-REJECT_RULES = ("truncated_row", "bad_date", "bad_number", "missing_field", "non_positive_price",
-                "high_below_low", "future_date", "duplicate", "non_trading_day")
-PRICE_COLS = ["open", "high", "low", "close"]
+FLAG_RULES = rule_names("ingest", "flag")
+REJECT_RULES = rule_names("ingest", "reject")
 NUMERIC_COLS = [*PRICE_COLS, "volume", "trades", "value_mn", "ycp"]
-#: DSE's circuit breakers cap a day's move at 10%; a bigger close-to-close jump is not a trading day's move
-PRICE_JUMP_LIMIT = 0.25
-#: a day is a session when at least this many instruments really traded (or an index moved)
-MIN_TRADING_INSTRUMENTS = 20
 #: priority when the same (symbol, date) comes from several layouts: the richest source wins
 SOURCE_PRIORITY = {"dse-eod": 0, "day-end": 1, "investing": 2}
 
@@ -48,6 +43,8 @@ class RuleOutcome:
 
 
 def _reject(frame: pd.DataFrame, mask: pd.Series, rule: str, reason: str | pd.Series) -> pd.DataFrame:
+    if rule not in REJECT_RULES:
+        raise ValueError(f"rule {rule!r} is not an ingest reject rule; declare it in data/rules.py")
     out = frame.loc[mask].copy()
     out["rule"] = rule
     out["reason"] = reason if isinstance(reason, str) else reason.loc[mask]
@@ -105,15 +102,16 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
     missing = raw["close"].isna() | raw[["open", "high", "low"]].isna().any(axis=1)
     rejects.append(_reject(raw, missing, "missing_field", "an open/high/low/close cell is empty"))
     raw = raw.loc[~missing]
-    non_pos = (raw[PRICE_COLS] <= 0).any(axis=1)
+    non_pos = (raw[list(PRICE_COLS)] <= 0).any(axis=1)
     rejects.append(_reject(raw, non_pos, "non_positive_price", "a price is zero or negative"))
     raw = raw.loc[~non_pos]
     inverted = raw["high"] < raw["low"]
     rejects.append(_reject(raw, inverted, "high_below_low",
                            "high " + raw["high"].astype(str) + " < low " + raw["low"].astype(str)))
     raw = raw.loc[~inverted]
-    future = raw["day"].dt.date > today
-    rejects.append(_reject(raw, future, "future_date", f"date after today ({today}, Asia/Dhaka)"))
+    latest = latest_allowed_date(today)
+    future = raw["day"].dt.date > latest
+    rejects.append(_reject(raw, future, "future_date", f"date after {latest} (today in Asia/Dhaka: {today})"))
     raw = raw.loc[~future]
 
     # -- duplicates: keep the row from the richest source, then the earliest line ------------------
@@ -124,7 +122,7 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
     raw = raw.loc[~dup].copy()
 
     # indices: the EOD 'volume' is market turnover in taka and there is no trade count
-    is_index = raw["symbol"].isin(INDEX_CODES)
+    is_index = raw["symbol"].isin(INDEX_SYMBOLS)
     eod_index = is_index & (raw["source_format"] == "dse-eod")
     raw.loc[eod_index, "value_mn"] = raw.loc[eod_index, "volume"] / 1e6
     raw.loc[is_index, ["volume", "trades"]] = np.nan
@@ -148,9 +146,9 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
 
     # -- calendar: sessions are days with real trading ---------------------------------------------
     real = raw.loc[~flags["synthetic"]]
-    traded = real.loc[~real["symbol"].isin(INDEX_CODES) & (real["volume"].fillna(0) > 0)]
+    traded = real.loc[~real["symbol"].isin(INDEX_SYMBOLS) & (real["volume"].fillna(0) > 0)]
     counts = traded.groupby("day")["symbol"].nunique()
-    index_days = set(real.loc[real["symbol"].isin(INDEX_CODES), "day"])
+    index_days = set(real.loc[real["symbol"].isin(INDEX_SYMBOLS), "day"])
     # small inputs (a few instruments) need a proportionate threshold
     threshold = min(MIN_TRADING_INSTRUMENTS, max(1, int(np.ceil(0.2 * traded["symbol"].nunique()))))
     session_days = sorted({d.date() for d in counts[counts >= threshold].index}
@@ -168,7 +166,7 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
     rejects.append(_reject(raw, off_day, "non_trading_day",
                            "no DSE session on " + raw["day"].dt.strftime("%Y-%m-%d (%A)")))
     flags["weekend_session"] = raw["day"].dt.weekday.isin([4, 5])
-    known = set(reference.index) | INDEX_CODES
+    known = set(reference.index) | INDEX_SYMBOLS
     flags["unknown_symbol"] = ~raw["symbol"].isin(known)
 
     flag_text = pd.Series("", index=raw.index)
@@ -181,7 +179,7 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
         **{c: kept[c].astype(float) for c in PRICE_COLS},
         "volume": kept["volume"].astype(float), "trades": kept["trades"].astype("Int64"),
         "value_mn": kept["value_mn"].astype(float),
-        "sector": kept["symbol"].map(reference["sector"]).where(~kept["symbol"].isin(INDEX_CODES), "Index"),
+        "sector": kept["symbol"].map(reference["sector"]).where(~kept["symbol"].isin(INDEX_SYMBOLS), "Index"),
         "category": kept["symbol"].map(reference["category"]),
         "quality_flags": kept["flags"].astype(str), "source_file": kept["source_file"].astype(str),
     }).reset_index(drop=True)

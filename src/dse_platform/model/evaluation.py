@@ -1,4 +1,4 @@
-"""Honest evaluation: walk-forward folds by date, metrics beside two baselines, a long/flat backtest.
+"""Honest evaluation: walk-forward folds by date and metrics beside two baselines.
 
 Folds are expanding windows over session dates: each test window is a block of
 consecutive sessions, and its model trains only on sessions that end
@@ -13,7 +13,6 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from sklearn import metrics as skm
 
 from dse_platform.errors import PlatformError
@@ -97,33 +96,3 @@ def gate_score(metrics: dict[str, float], metric: str, prefix: str = "") -> floa
         return -metrics[f"{prefix}log_loss"]
     return metrics[f"{prefix}{metric}"]
 
-
-def backtest(oos: pd.DataFrame, index_symbol: str, cost_bps: float) -> dict[str, pd.DataFrame | dict]:
-    """Long/flat by the model's signal vs buy-and-hold, on the index and on an equal-weight basket.
-
-    ``oos`` holds out-of-sample rows: symbol, date, probability, close, next_close.
-    A position taken at a bar's close earns the next session's return; each change
-    of position pays ``cost_bps``.
-    """
-    frame = oos.sort_values(["symbol", "date"]).copy()
-    frame["ret"] = frame["next_close"] / frame["close"] - 1
-    frame["pos"] = (frame["probability"] >= 0.5).astype(float)
-    changed = frame.groupby("symbol")["pos"].diff().abs().fillna(frame["pos"])
-    frame["strategy"] = frame["pos"] * frame["ret"] - changed * cost_bps / 1e4
-    curves = {}
-    index_rows = frame[frame["symbol"] == index_symbol].set_index("date")
-    if not index_rows.empty:
-        curves["index"] = pd.DataFrame({"buy_and_hold": index_rows["ret"], "model_long_flat": index_rows["strategy"]})
-    stocks = frame[~frame["symbol"].str.startswith("00")]
-    daily = stocks.groupby("date")[["ret", "strategy"]].mean()
-    curves["basket"] = daily.rename(columns={"ret": "buy_and_hold", "strategy": "model_long_flat"})
-    summary = {}
-    for name, daily_returns in curves.items():
-        growth = (1 + daily_returns).cumprod()
-        curves[name] = growth
-        for col in growth:
-            r = daily_returns[col]
-            summary[f"{name}_{col}_total_return"] = float(growth[col].iloc[-1] - 1)
-            summary[f"{name}_{col}_sharpe"] = float(r.mean() / r.std() * np.sqrt(240)) if r.std() > 0 else 0.0
-            summary[f"{name}_{col}_max_drawdown"] = float((growth[col] / growth[col].cummax() - 1).min())
-    return {"curves": curves, "summary": summary}

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 import mlflow
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
-from dse_platform.model import dataset, evaluation, features
+from dse_platform.model import dataset, evaluation, features, scoring
 from dse_platform.model.registry import ModelRef, connect, load, production_ref, version_ref
 from dse_platform.serving import database
 
@@ -61,7 +61,7 @@ def evaluate_gate(settings: Settings, client: MlflowClient, challenger: ModelRef
     theirs = None
     if champion is not None:
         model = load(settings, champion)
-        p = model.predict_proba(rows[features.FEATURE_NAMES])[:, 1]
+        p = scoring.probabilities(model, rows[features.FEATURE_NAMES])
         theirs = evaluation.gate_score(evaluation.score(rows["target"].to_numpy(), p), metric)
     weak = [b for b, v in base.items() if not ours > v]
     if challenger.feature_version != features.FEATURE_VERSION:
@@ -93,7 +93,7 @@ def _record(settings: Settings, decision: Decision, event: str, source: str) -> 
                             **{f"baseline_{k}_score": v for k, v in decision.baseline_scores.items()}})
         mlflow.log_dict(asdict(decision), "decision.json")
     engine = database.engine(settings)
-    database.create_schema(engine)
+    database.migrate(engine)
     database.record_event(engine, event, settings.model_name, version=decision.challenger,
                             previous_version=decision.champion, source=source,
                             details=json.loads(json.dumps(asdict(decision), default=str)))

@@ -5,7 +5,8 @@ baselines, the feature version, the data range and digest, the model (sklearn
 flavour saved with skops, pyfunc answering ``predict_proba``) with its
 signature, and the calibration, coefficient and backtest reports. The model is
 registered as a new version of ``dse-direction``; becoming ``production`` is
-the gate's decision (`gate.promote`), never training's.
+the gate's decision (`gate.promote`), never training's. Fold predictions are
+scored by `scoring.probabilities`, as the streaming job and the gate score.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from tqdm import tqdm
 
 import mlflow
 from dse_platform.config import Settings
-from dse_platform.model import dataset, evaluation, features, registry, reports
+from dse_platform.data.instruments import DSEX
+from dse_platform.model import backtest, dataset, evaluation, features, registry, reports, scoring
 
 EXPERIMENT = "dse-direction-training"
-INDEX_SYMBOL = "00DSEX"
 
 
 def pipeline(c: float) -> Pipeline:
@@ -57,7 +58,7 @@ def _fold_predictions(data: dataset.Dataset, folds: list[evaluation.Fold], c: fl
         train = dates <= fold.train_end
         test = (dates >= fold.test_start) & (dates <= fold.test_end)
         model = pipeline(c).fit(X[train], y[train])
-        p = model.predict_proba(X[test])[:, 1]
+        p = scoring.probabilities(model, X[test])
         base = evaluation.baselines(y[train], frame["ret_1"].to_numpy()[train], frame["ret_1"].to_numpy()[test])
         per_fold.append(evaluation.score_with_baselines(y[test], p, base) | {"rows": float(test.sum())})
         piece = frame.loc[test, ["symbol", "date", "close", "next_close", "ret_1", "target"]].copy()
@@ -119,15 +120,15 @@ def train(settings: Settings, start: dt.date | None = None, cutoff: dt.date | No
                                      "test_end": f.test_end, **m} for f, m in zip(fold_list, per_fold, strict=True)])
         mlflow.log_table(folds_table.astype({c: str for c in ("train_end", "test_start", "test_end")}),
                          "evaluation/folds.json")
-        result = evaluation.backtest(oos, INDEX_SYMBOL, settings.backtest_cost_bps)
-        mlflow.log_metrics({f"backtest_{k}": v for k, v in result["summary"].items()})
+        backtested = backtest.long_flat(oos, DSEX, settings.backtest_cost_bps)
+        mlflow.log_metrics({f"backtest_{k}": v for k, v in backtested.summary.items()})
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             reports.calibration_plot(oos["target"].to_numpy(), oos["probability"].to_numpy(),
                                      folder / "calibration.png")
             reports.coefficient_plot(features.FEATURE_NAMES, final.named_steps["logreg"].coef_[0],
                                      folder / "coefficients.png")
-            reports.backtest_report(result["curves"], result["summary"], settings.backtest_cost_bps,
+            reports.backtest_report(backtested.curves, backtested.summary, settings.backtest_cost_bps,
                                     folder / "backtest.png", folder / "backtest.html")
             mlflow.log_artifacts(tmp, "reports")
         example = data.X.head(5)

@@ -1,11 +1,11 @@
 """Daily monitoring: feature drift, live accuracy per model version, dead letters; alerts past thresholds.
 
-Drift is the population stability index (PSI) of each feature in the last
-streamed session against the same feature over the reference sessions of the
-store (the data models train on), with decile bins of the reference. Live
-accuracy is read from `prediction_outcomes`, beside the two baselines scored on
-the same rows. Every crossed threshold becomes an ``alert`` row in
-`model_events` and a log line; the caller (the DAG) fails the run.
+Drift is the population stability index (PSI) of each drift-monitored feature
+(`features.DRIFT_FEATURES`) in the last streamed session against the same feature
+over the reference sessions of the store (the data models train on), with decile
+bins of the reference. Live accuracy is read from `prediction_outcomes`, beside
+the two baselines scored on the same rows. Every crossed threshold becomes an
+``alert`` row in `model_events` and a log line; the caller (the DAG) fails the run.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def dead_letter_counts(engine, since: dt.datetime) -> dict[str, int]:
 def run(settings: Settings, session: dt.date | None = None) -> Report:
     """Compute the day's report, record an alert per crossed threshold, and return it."""
     engine = database.engine(settings)
-    database.create_schema(engine)
+    database.migrate(engine)
     with engine.connect() as conn:
         last = conn.execute(select(tables.features.c.date).order_by(tables.features.c.date.desc())
                             .limit(1)).scalar_one_or_none()

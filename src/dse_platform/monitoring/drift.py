@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import numpy as np
 from sqlalchemy import select
@@ -30,7 +29,11 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
 
 
 def feature_drift(settings: Settings, engine, session: dt.date) -> dict[str, float]:
-    """PSI per feature: the stream's features of ``session`` vs the store's last reference sessions."""
+    """PSI per drift-monitored feature: the stream's features of ``session`` vs the store's last reference sessions.
+
+    Only DRIFT_FEATURES: the others (weekday, month, days since the previous bar) take one
+    value per session, so one session's distribution of them always differs from the reference's.
+    """
     table = tables.features
     with engine.connect() as conn:
         rows = conn.execute(select(table.c["values"]).where(table.c.date == session,
@@ -38,7 +41,7 @@ def feature_drift(settings: Settings, engine, session: dt.date) -> dict[str, flo
                             ).scalars().all()
     if not rows:
         return {}
-    current = np.array([json.loads(v) for v in rows], dtype=float)
+    current = features.decode(rows, features.DRIFT_FEATURES)
     calendar = store.read_calendar(settings.store_dir)
     sessions = [d for d in calendar.sessions if d < session][-settings.monitor_reference_sessions:]
     bars = store.read_bars(settings.store_dir, start=calendar.sessions[0] if not sessions else
@@ -46,4 +49,4 @@ def feature_drift(settings: Settings, engine, session: dt.date) -> dict[str, flo
     bars = features.drop_synthetic(bars).sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
     ref = features.compute(bars)
     ref = ref[ref["valid"].to_numpy() & (bars["date"] >= (sessions[0] if sessions else session)).to_numpy()]
-    return {name: psi(ref[name].to_numpy(float), current[:, i]) for i, name in enumerate(features.FEATURE_NAMES)}
+    return {name: psi(ref[name].to_numpy(float), current[name].to_numpy(float)) for name in features.DRIFT_FEATURES}

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from dse_platform.config import Settings
 from dse_platform.contracts import tables
 from dse_platform.data import store
-from dse_platform.data.quality import MIN_TRADING_INSTRUMENTS
+from dse_platform.data.rules import MIN_TRADING_INSTRUMENTS
 from dse_platform.data.trading_calendar import TradingCalendar
 from dse_platform.errors import PlatformError
 from dse_platform.model import gate, registry, training
@@ -26,7 +26,7 @@ def fold_streamed_bars(settings: Settings, day: dt.date) -> dict[str, Any]:
     same logical date adds nothing.
     """
     engine = database.engine(settings)
-    database.create_schema(engine)
+    database.migrate(engine)
     table = tables.bars
     with engine.connect() as conn:
         streamed = pd.DataFrame(conn.execute(select(table).where(table.c.date <= day)).mappings().all())

@@ -48,7 +48,7 @@ def check_stream_params(settings: Settings, params: dict[str, Any]) -> dict[str,
 def predictions_since(settings: Settings, since: dt.datetime) -> int:
     """Predictions scored at or after ``since`` (the streaming DAG's health check)."""
     engine = database.engine(settings)
-    database.create_schema(engine)
+    database.migrate(engine)
     table = tables.predictions
     with engine.connect() as conn:
         from sqlalchemy import func

@@ -8,8 +8,6 @@ bars at demo speed -> print predictions as they land, and where every UI is.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,55 +21,13 @@ from dse_platform.contracts import tables
 from dse_platform.data import ingest as ingest_mod
 from dse_platform.data import store
 from dse_platform.model import gate, registry, training
-from dse_platform.runtime import spark, supervisor
+from dse_platform.runtime import supervisor
 from dse_platform.serving import database
 from dse_platform.streams import kafka_io
 
 DEMO_SPEED = 8.0  # trading days per second: a year in about half a minute
-
-
-def pid_file(settings: Settings) -> Path:
-    return settings.home / "stream.pid"
-
-
-def stream_running(settings: Settings) -> int | None:
-    path = pid_file(settings)
-    if not path.exists():
-        return None
-    pid = int(path.read_text())
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        path.unlink()
-        return None
-    return pid
-
-
-def start_stream(settings: Settings) -> int:
-    """The streaming job as a background service (its own session; log in var/logs/stream.log)."""
-    running = stream_running(settings)
-    if running:
-        return running
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.logs_dir / "stream.log", "ab") as log:
-        # small first batches: the first predictions show in seconds instead of after one 50k-record batch
-        env = {"DSE_STREAM_MAX_OFFSETS": "5000", **os.environ, "PYSPARK_PYTHON": sys.executable}
-        proc = subprocess.Popen(spark.submit_command(settings), stdout=log, stderr=subprocess.STDOUT,
-                                env=env, cwd=settings.project_dir, start_new_session=True)
-    pid_file(settings).write_text(str(proc.pid))
-    return proc.pid
-
-
-def stop_stream(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """Stop the background job (TERM to its process group, KILL after 30 s)."""
-    pid = stream_running(settings)
-    if pid is None:
-        return
-    os.killpg(pid, signal.SIGTERM)
-    if not supervisor.wait_for_exit(pid, 30):
-        os.killpg(pid, signal.SIGKILL)
-    pid_file(settings).unlink(missing_ok=True)
-    echo(f"stream: stopped (pid {pid})")
+#: small first micro-batches: the first predictions show in seconds instead of after one 50k-record batch
+STREAM_ENVIRONMENT = {"DSE_STREAM_MAX_OFFSETS": "5000"}
 
 
 def _prediction_count(engine) -> int:
@@ -99,9 +55,9 @@ def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object]
             gate.promote(settings, result.version, force=True, source="dse demo (first model)")
             echo("demo: promoted it anyway as the first model so the demo can score (recorded as forced)")
     engine = database.engine(settings)
-    database.create_schema(engine)
-    pid = start_stream(settings)
-    echo(f"demo: streaming job running (pid {pid}, log {settings.logs_dir / 'stream.log'})")
+    database.migrate(engine)
+    info = supervisor.start_program(settings, "stream", STREAM_ENVIRONMENT)
+    echo(f"demo: streaming job {info['statename']} under supervisor (log {supervisor.log_path(settings, 'stream')})")
     last = store.read_bars(settings.store_dir, columns=["symbol", "date"])["date"].max()
     start = last - dt.timedelta(days=365)
     before = _prediction_count(engine)

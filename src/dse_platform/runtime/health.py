@@ -14,6 +14,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from dse_platform.config import Settings
+from dse_platform.runtime.spark import APP_NAME
 
 Check = tuple[bool, str]
 
@@ -65,6 +66,11 @@ def http_health(url: str, expect: str | None = None) -> Check:
 
 def mlflow_health(settings: Settings) -> Check:
     return http_health(f"{settings.tracking_uri}/health", expect="OK")
+
+
+def stream_health(settings: Settings) -> Check:
+    """The streaming job's Spark UI lists the job (its REST API answers while the driver lives)."""
+    return http_health(f"http://{settings.host}:{settings.spark_ui_port}/api/v1/applications", expect=APP_NAME)
 
 
 def airflow_health(settings: Settings) -> Check:

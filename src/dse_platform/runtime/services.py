@@ -1,9 +1,12 @@
-"""Local services under a process manager (supervisor): Kafka, MLflow, Airflow, PostgreSQL.
+"""Local services under a process manager (supervisor): Kafka, MLflow, Airflow, PostgreSQL, the stream.
 
 ``dse up`` writes a supervisord config under ``var/supervisor``, starts
 supervisord, and waits until every service answers its real health check.
-``dse down`` stops every program (whole process groups, so Airflow's children
-go too) and shuts supervisord down; data under ``var/`` is left as it is.
+The streaming job is a program too, but ``dse up`` leaves it stopped: ``dse
+stream --background`` (or the demo) starts it, and supervisor restarts it when
+it crashes. ``dse down`` stops every program (whole process groups, so Airflow's
+and Spark's children go too) and shuts supervisord down; data under ``var/`` is
+left as it is.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dse_platform.config import Settings
-from dse_platform.runtime import airflow_env, broker, health, pgserver
+from dse_platform.runtime import airflow_env, broker, health, jars, pgserver, spark
 
 
 @dataclass
@@ -34,6 +37,12 @@ class Service:
     stop_signal: str = "TERM"
     #: a program that exits sooner than this after a start counts as failed to start (-> FATAL)
     start_secs: int = 5
+    #: failed starts supervisor retries (waiting 1 s, 2 s, ... longer each time) before giving up (FATAL)
+    start_retries: int = 2
+    #: started by `dse up` (and waited on), or only on demand (supervisor.start_program)
+    autostart: bool = True
+    #: supervisor's autorestart: "unexpected" (a non-zero exit) or "true" (any exit)
+    autorestart: str = "unexpected"
 
 
 def services(settings: Settings) -> list[Service]:
@@ -69,6 +78,14 @@ def services(settings: Settings) -> list[Service]:
             lambda: [str(airflow_env.venv_bin() / "airflow"), "standalone"], health.airflow_health,
             "DSE_AIRFLOW_PORT", prepare=lambda: settings.airflow_home.mkdir(parents=True, exist_ok=True),
             env=airflow_env.airflow_environment(settings), stop_wait_s=60))
+    # no ports to check: Spark takes the next free UI port rather than failing when this one is busy
+    found.append(Service(
+        "stream", f"http://{settings.host}:{settings.spark_ui_port}", [],
+        lambda: spark.submit_command(settings, "--trigger", "processing-time"), health.stream_health,
+        "DSE_SPARK_UI_PORT", prepare=lambda: jars.ensure_jar_set(settings, "spark"), env=spark.spark_env(settings),
+        # a crash (PostgreSQL restarted, Kafka away) restarts it; a start that dies within 30 s is retried
+        # with a growing pause, and after 10 such failures it stays FATAL for `dse status` to show
+        start_secs=30, start_retries=10, autostart=False, autorestart="true"))
     return found
 
 

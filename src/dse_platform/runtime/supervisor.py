@@ -1,79 +1,26 @@
-"""supervisord for the local services: its config, start, health wait, stop and status."""
+"""Driving supervisord for the local services: start, health wait, stop, status, and on-demand programs."""
 
 from __future__ import annotations
 
 import os
-import shlex
 import socket
 import subprocess
 import sys
-import time
 import xmlrpc.client
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 from supervisor.xmlrpc import SupervisorTransport
+from tenacity import Retrying, retry_if_not_result, stop_after_delay, wait_fixed
 
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
 from dse_platform.runtime import health
 from dse_platform.runtime.jars import ensure_jars
 from dse_platform.runtime.services import Service, services
+from dse_platform.runtime.supervisor_config import log_path, socket_path, write_config, write_program
 
-
-# ---- supervisor ------------------------------------------------------------------------------
-def sup_dir(settings: Settings) -> Path:
-    return settings.home / "supervisor"
-
-
-def socket_path(settings: Settings) -> Path:
-    return sup_dir(settings) / "supervisor.sock"
-
-
-def log_path(settings: Settings, name: str) -> Path:
-    return settings.logs_dir / f"{name}.log"
-
-
-def _command_line(svc: Service) -> str:
-    """A program's command for supervisor: the launcher when it needs an environment, else its own.
-
-    Services running as another user (PostgreSQL as ``postgres``) may not be able to
-    read our virtualenv, so they get their plain command line.
-    """
-    if svc.env:
-        return f"{sys.executable} -m dse_platform.runtime.launch {svc.name}"
-    return shlex.join(svc.command()).replace("%", "%%")
-
-
-def write_config(settings: Settings, svcs: list[Service]) -> Path:
-    """supervisord.conf for these services; each logs to ``var/logs/<name>.log``."""
-    sdir = sup_dir(settings)
-    sdir.mkdir(parents=True, exist_ok=True)
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "[unix_http_server]", f"file={socket_path(settings)}", "chmod=0700", "",
-        "[supervisord]", f"logfile={settings.logs_dir / 'supervisord.log'}",
-        f"pidfile={sdir / 'supervisord.pid'}", f"directory={settings.project_dir}",
-        "logfile_maxbytes=10MB", "logfile_backups=2", "", "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
-        "[supervisorctl]", f"serverurl=unix://{socket_path(settings)}", "",
-    ]
-    for svc in svcs:
-        lines += [
-            f"[program:{svc.name}]",
-            f"command={_command_line(svc)}",
-            f"directory={settings.project_dir}",
-            "autostart=true", "autorestart=unexpected", f"startsecs={svc.start_secs}", "startretries=2",
-            "stopasgroup=true", "killasgroup=true", f"stopwaitsecs={svc.stop_wait_s}", f"stopsignal={svc.stop_signal}",
-            f"stdout_logfile={log_path(settings, svc.name)}", "redirect_stderr=true",
-            "stdout_logfile_maxbytes=20MB", "stdout_logfile_backups=2",
-        ]
-        if svc.user:
-            lines.append(f"user={svc.user}")
-        lines.append("")
-    path = sdir / "supervisord.conf"
-    path.write_text("\n".join(lines))
-    return path
+#: supervisor states of a program that is up or on its way up (BACKOFF: waiting to retry a failed start)
+RUNNING_STATES = frozenset({"STARTING", "RUNNING", "BACKOFF"})
 
 
 def rpc(settings: Settings) -> xmlrpc.client.ServerProxy:
@@ -120,22 +67,30 @@ def log_tail(settings: Settings, name: str, lines: int = 8) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def poll_until(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    """True once ``check()`` returns true, False if it has not after ``timeout_s``; its exceptions propagate."""
+    retrying = Retrying(retry=retry_if_not_result(bool), stop=stop_after_delay(timeout_s), wait=wait_fixed(interval_s),
+                        retry_error_callback=lambda _state: False)
+    return retrying(check)
+
+
 def up(settings: Settings, echo: Callable[[str], None] = print) -> list[Service]:
-    """Start every configured service and wait until each is really healthy."""
+    """Start every service `dse up` owns (all but on-demand ones like the stream) and wait until each is healthy."""
     svcs = services(settings)
+    started = [s for s in svcs if s.autostart]
     settings.home.mkdir(parents=True, exist_ok=True)
     if any(s.name == "kafka" for s in svcs):
         ensure_jars(settings, echo)
     if supervisor_running(settings):
         states = process_states(settings)
-        not_running = [s for s in svcs if states.get(s.name, {}).get("statename") != "RUNNING"]
+        not_running = [s for s in started if states.get(s.name, {}).get("statename") != "RUNNING"]
         if not not_running and set(states) == {s.name for s in svcs}:
             echo("services: already running; checking health")
-            return wait_healthy(settings, svcs, echo)
+            return wait_healthy(settings, started, echo)
         echo("services: supervisor is running with a different or stopped set; restarting it")
         down(settings, echo)
-    check_ports_free(settings, svcs)
-    for svc in svcs:
+    check_ports_free(settings, started)
+    for svc in started:
         if svc.prepare is not None:
             svc.prepare()
     conf = write_config(settings, svcs)
@@ -144,16 +99,16 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> list[Service]
     if proc.returncode != 0:
         raise PlatformError(f"supervisord did not start: {proc.stderr.strip()[-300:]}",
                             f"see {settings.logs_dir / 'supervisord.log'}")
-    echo(f"services: starting {', '.join(s.name for s in svcs)} (logs in {settings.logs_dir})")
-    return wait_healthy(settings, svcs, echo)
+    echo(f"services: starting {', '.join(s.name for s in started)} (logs in {settings.logs_dir})")
+    return wait_healthy(settings, started, echo)
 
 
 def wait_healthy(settings: Settings, svcs: list[Service], echo: Callable[[str], None] = print) -> list[Service]:
     """Poll each service's real check until healthy; a crashed program fails fast with its log."""
-    deadline = time.monotonic() + settings.health_timeout_s
     pending = list(svcs)
     last: dict[str, str] = {}
-    while pending:
+
+    def all_healthy() -> bool:
         states = process_states(settings)
         for svc in list(pending):
             state = states.get(svc.name, {}).get("statename", "UNKNOWN")
@@ -162,40 +117,40 @@ def wait_healthy(settings: Settings, svcs: list[Service], echo: Callable[[str], 
                     f"{svc.name} failed to start (supervisor state {state}); last log lines:\n"
                     f"{log_tail(settings, svc.name)}",
                     f"read {log_path(settings, svc.name)}, fix the cause, then `dse down` and `dse up`")
-            ok, detail = svc.check(settings)
-            last[svc.name] = detail
+            ok, last[svc.name] = svc.check(settings)
             if ok:
                 if svc.after_healthy is not None:
                     svc.after_healthy(settings)
-                echo(f"services: {svc.name} healthy at {svc.url} ({detail})")
+                echo(f"services: {svc.name} healthy at {svc.url} ({last[svc.name]})")
                 pending.remove(svc)
-        if pending and time.monotonic() > deadline:
-            names = ", ".join(s.name for s in pending)
-            raise PlatformError(
-                f"{names} not healthy after {settings.health_timeout_s:.0f}s "
-                f"({'; '.join(f'{s.name}: {last.get(s.name)}' for s in pending)}); "
-                f"last log lines of {pending[0].name}:\n"
-                f"{log_tail(settings, pending[0].name)}",
-                "check `dse logs <service>`; raise DSE_HEALTH_TIMEOUT_S on a slow machine")
-        if pending:
-            time.sleep(1.0)
+        return not pending
+
+    if not poll_until(all_healthy, settings.health_timeout_s, interval_s=1.0):
+        names = ", ".join(s.name for s in pending)
+        raise PlatformError(
+            f"{names} not healthy after {settings.health_timeout_s:.0f}s "
+            f"({'; '.join(f'{s.name}: {last.get(s.name)}' for s in pending)}); "
+            f"last log lines of {pending[0].name}:\n"
+            f"{log_tail(settings, pending[0].name)}",
+            "check `dse logs <service>`; raise DSE_HEALTH_TIMEOUT_S on a slow machine")
     return svcs
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def wait_for_exit(pid: int, timeout_s: float) -> bool:
     """True once process ``pid`` is gone, False if it is still there after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    return False
+    return poll_until(lambda: _gone(pid), timeout_s)
 
 
 def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """Stop all programs and supervisord; wait until its pid is gone and the ports are free."""
+    """Stop all programs (the stream too) and supervisord; wait until its pid is gone and the ports are free."""
     if not supervisor_running(settings):
         echo("services: not running")
         return
@@ -203,27 +158,72 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
     pid = server.supervisor.getPID()
     server.supervisor.stopAllProcesses(True)
     server.supervisor.shutdown()
-    deadline = time.monotonic() + 120
     if not wait_for_exit(pid, 120):
         raise PlatformError(f"supervisord (pid {pid}) did not exit within 120 s", f"kill {pid} by hand")
     ports = [p for s in services(settings) for p in s.ports]
-    while time.monotonic() < deadline and any(port_in_use(settings.host, p) for p in ports):
-        time.sleep(0.2)
-    busy = [p for p in ports if port_in_use(settings.host, p)]
-    if busy:
+    if not poll_until(lambda: not any(port_in_use(settings.host, p) for p in ports), 60):
+        busy = [p for p in ports if port_in_use(settings.host, p)]
         raise PlatformError(f"ports {busy} still have listeners after `dse down`",
                             "find them with `ss -ltnp` and stop them")
     echo("services: stopped (data under var/ kept)")
 
 
+def _service(settings: Settings, name: str) -> Service:
+    found = {s.name: s for s in services(settings)}
+    if name not in found:
+        raise PlatformError(f"there is no supervised program '{name}'", f"use one of {', '.join(found)}")
+    return found[name]
+
+
+def start_program(settings: Settings, name: str, environment: Mapping[str, str] | None = None) -> dict:
+    """Start an on-demand program (the stream) under the running supervisord; returns its process info.
+
+    ``environment`` goes into the program's section, so it holds for this start and every
+    automatic restart after a crash. supervisor re-reads the config and swaps the program
+    when its section changed (a running one is restarted with the new environment); one
+    already running with the same section is left alone.
+    """
+    svc = _service(settings, name)
+    if not supervisor_running(settings):
+        raise PlatformError(f"cannot start {name}: the services are not running", "start them with `dse up`")
+    if svc.prepare is not None:
+        svc.prepare()
+    write_program(settings, svc, environment or {})
+    server = rpc(settings).supervisor
+    try:
+        added, changed, _removed = server.reloadConfig()[0]
+        if name in changed:
+            if server.getProcessInfo(name)["statename"] in RUNNING_STATES:
+                server.stopProcess(name, True)
+            server.removeProcessGroup(name)
+        if name in added or name in changed:
+            server.addProcessGroup(name)
+        if server.getProcessInfo(name)["statename"] not in RUNNING_STATES:
+            server.startProcess(name, False)
+        return server.getProcessInfo(name)
+    except xmlrpc.client.Fault as exc:
+        raise PlatformError(f"supervisor could not start {name}: {exc.faultString}; last log lines:\n"
+                            f"{log_tail(settings, name)}",
+                            f"read {log_path(settings, name)}; `dse down` then `dse up` rewrites supervisor's config"
+                            ) from exc
+
+
 def status(settings: Settings) -> list[dict[str, str]]:
-    """One row per service: process state, real health, URL and what the check said."""
+    """One row per service: process state, real health, URL and what the check said.
+
+    An on-demand program that is not started is ``off``, not unhealthy.
+    """
     states = process_states(settings)
     rows = []
     for svc in services(settings):
+        state = states.get(svc.name, {}).get("statename", "DOWN")
+        if not svc.autostart and state in {"STOPPED", "DOWN"}:
+            rows.append({"service": svc.name, "process": state, "health": "off", "url": svc.url,
+                         "detail": f"not started (`dse {svc.name} --background` starts it)"})
+            continue
         ok, detail = svc.check(settings)
-        rows.append({"service": svc.name, "process": states.get(svc.name, {}).get("statename", "DOWN"),
-                     "health": "healthy" if ok else "unhealthy", "url": svc.url, "detail": detail})
+        rows.append({"service": svc.name, "process": state, "health": "healthy" if ok else "unhealthy",
+                     "url": svc.url, "detail": detail})
     if not settings.local_postgres:
         ok, detail = health.database_health(settings)
         rows.append({"service": "serving-db", "process": "-", "health": "healthy" if ok else "unhealthy",

@@ -1,8 +1,9 @@
 """The serving database: what the stream wrote and what the dashboard reads.
 
 One SQLAlchemy Core schema runs unchanged on PostgreSQL (psycopg2) and on the embedded
-SQLite default. Every write is an upsert on the natural key, and a row whose values did
-not change is left alone, so a replayed micro-batch changes nothing, not even a timestamp.
+SQLite default; alembic migrations (contracts/migrations) create and change it. Every
+write is an upsert on the natural key, and a row whose values did not change is left
+alone, so a replayed micro-batch changes nothing, not even a timestamp.
 
 Timestamps are timezone-aware UTC on the way in and on the way out, on both backends
 (SQLite itself keeps no time zone; :class:`UtcDateTime` restores it).
@@ -14,13 +15,19 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import logging
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Date,
@@ -35,11 +42,26 @@ from sqlalchemy import (
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from dse_platform.config import Settings
-from dse_platform.contracts.tables import METADATA, model_events, utcnow
+from dse_platform.contracts import tables
+from dse_platform.contracts.tables import METADATA, VERSION_TABLE, model_events, utcnow
 from dse_platform.errors import PlatformError
+
+#: the serving schema's alembic scripts (shipped as package data)
+MIGRATIONS_DIR = Path(tables.__file__).with_name("migrations")
+
+log = logging.getLogger(__name__)
+
+#: alembic runs migrations through module-level state: two threads of one process must take turns
+_MIGRATING = threading.Lock()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    """The driver's message alone: SQLAlchemy appends the statement and a link on further lines."""
+    return (str(getattr(exc, "orig", exc)).strip().splitlines() or [""])[0]
 
 
 @functools.cache
@@ -60,9 +82,8 @@ def _engine_for(url: str) -> Engine:
     except OperationalError as exc:
         eng.dispose()
         where = parsed.render_as_string(hide_password=True)
-        first_line = (str(exc.orig).strip().splitlines() or [""])[0]
         raise PlatformError(
-            f"serving database {where} is unreachable: {first_line}",
+            f"serving database {where} is unreachable: {_first_line(exc)}",
             "start the platform with `dse up`, or point DSE_DB_URL at a running database",
         ) from exc
     return eng
@@ -73,9 +94,52 @@ def engine(settings: Settings) -> Engine:
     return _engine_for(settings.serving_db_url)
 
 
-def create_schema(eng: Engine) -> None:
-    """Create missing tables and indexes; safe to run at every start."""
-    METADATA.create_all(eng)
+def alembic_config(conn: Connection) -> Config:
+    """Alembic's configuration for the serving schema on an open connection (no alembic.ini).
+
+    Also what writes the next revision, from a database at head:
+    ``command.revision(alembic_config(conn), "what changed", rev_id="0002", autogenerate=True)``.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.attributes["connection"] = conn
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision the shipped migrations define."""
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def schema_revision(eng: Engine) -> str | None:
+    """The serving schema's migration revision; None for a database never migrated."""
+    with eng.connect() as conn:
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def migrate(eng: Engine) -> None:
+    """Bring the serving schema to the newest revision; safe at every start, and from two processes at once.
+
+    A database made before migrations existed is adopted (its rows kept) by the baseline revision.
+    When two processes migrate together, one loses the race on the same DDL: it waits a moment and
+    retries once, finding the schema already at head.
+    """
+    head = head_revision()
+    where = eng.url.render_as_string(hide_password=True)
+    retrying = Retrying(
+        stop=stop_after_attempt(2), wait=wait_fixed(1), reraise=True, retry=retry_if_exception_type(DBAPIError),
+        before_sleep=lambda state: log.warning("migrating %s failed (%s); checking whether another process did it",
+                                               where, _first_line(state.outcome.exception())))
+    try:
+        for attempt in retrying:
+            with attempt, _MIGRATING:
+                if schema_revision(eng) == head:
+                    return
+                with eng.begin() as conn:
+                    command.upgrade(alembic_config(conn), "head")
+    except DBAPIError as exc:
+        raise PlatformError(f"migrating the serving database {where} to revision {head} failed: {_first_line(exc)}",
+                            "check that the database user may create tables, then start again") from exc
 
 
 def _plain(value: Any) -> Any:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from dse_platform.config import Settings
 from dse_platform.data.trading_calendar import TradingCalendar
-from dse_platform.runtime import jars
+from dse_platform.errors import PlatformError
+from dse_platform.runtime.spark import APP_NAME, spark_conf, spark_env
 from dse_platform.serving import database
 from dse_platform.serving.parsing import OUTPUT_FIELDS, PARSED_FIELDS, ddl, parse_batch
 from dse_platform.serving.sink import BatchSink
@@ -16,19 +22,14 @@ from dse_platform.serving.watcher import ModelWatcher
 log = logging.getLogger("dse.stream")
 
 
-def spark_session(settings: Settings, app_name: str = "dse-stream-predict"):
-    """One SparkSession for the job: master, the connector jars, small state partitions, Arrow."""
+def spark_session(settings: Settings, app_name: str = APP_NAME):
+    """One SparkSession with the confs every launch of the job shares (runtime.spark)."""
     from pyspark.sql import SparkSession
 
-    return (SparkSession.builder.appName(app_name).master(settings.spark_master)
-            .config("spark.jars", jars.jar_list(settings, "spark"))
-            .config("spark.ui.port", str(settings.spark_ui_port))
-            .config("spark.sql.shuffle.partitions", str(settings.stream_shuffle_partitions))
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.streaming.stateStore.providerClass",
-                    "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
-            .getOrCreate())
+    # read only when this process starts Spark's JVM itself (not under spark-submit)
+    os.environ.update(spark_env(settings))
+    return SparkSession.builder.appName(app_name).master(settings.spark_master).config(
+        map=spark_conf(settings)).getOrCreate()
 
 
 def build_query(spark, settings: Settings, calendar: TradingCalendar, sink: BatchSink):
@@ -55,24 +56,45 @@ def build_query(spark, settings: Settings, calendar: TradingCalendar, sink: Batc
     return writer.trigger(processingTime=f"{settings.stream_interval_s} seconds")
 
 
+@contextmanager
+def checkpoint_owner(checkpoint: Path) -> Iterator[None]:
+    """Hold ``<checkpoint>.lock`` while a query runs on it: two queries on one checkpoint corrupt its state."""
+    lock = checkpoint.with_name(checkpoint.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = lock.read_text().strip() or "?"
+            raise PlatformError(
+                f"the checkpoint {checkpoint} is in use by another streaming job (pid {holder} holds {lock})",
+                "stop that job first (`dse down` stops the background one), or give this run its own checkpoint "
+                "with DSE_STREAM_CHECKPOINT") from exc
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
 def run(settings: Settings, calendar: TradingCalendar, timeout_s: float | None = None) -> None:
     """Run the job until it ends (available-now), ``timeout_s`` passes, or it is stopped."""
     from dse_platform.streams import kafka_io
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    kafka_io.ensure_topics(settings)
-    engine = database.engine(settings)
-    database.create_schema(engine)
-    watcher = ModelWatcher(settings, engine).start()
-    producer = kafka_io.BulkProducer(settings, client_id="dse-stream")
-    spark = spark_session(settings)
-    query = build_query(spark, settings, calendar, BatchSink(settings, watcher, engine, producer)).start()
-    log.warning("streaming from %s and %s; checkpoint %s; Spark UI %s", settings.bars_topic, settings.ticks_topic,
-                settings.stream_checkpoint, spark.sparkContext.uiWebUrl)
-    try:
-        query.awaitTermination(timeout_s)
-    finally:
-        if query.isActive:
-            query.stop()
-        watcher.stop()
-        spark.stop()
+    with checkpoint_owner(settings.stream_checkpoint):
+        kafka_io.ensure_topics(settings)
+        engine = database.engine(settings)
+        database.migrate(engine)
+        watcher = ModelWatcher(settings, engine).start()
+        producer = kafka_io.BulkProducer(settings, client_id="dse-stream")
+        spark = spark_session(settings)
+        query = build_query(spark, settings, calendar, BatchSink(settings, watcher, engine, producer)).start()
+        log.warning("streaming from %s and %s; checkpoint %s; Spark UI %s", settings.bars_topic,
+                    settings.ticks_topic, settings.stream_checkpoint, spark.sparkContext.uiWebUrl)
+        try:
+            query.awaitTermination(timeout_s)
+        finally:
+            if query.isActive:
+                query.stop()
+            watcher.stop()
+            spark.stop()

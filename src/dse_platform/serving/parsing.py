@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from dse_platform.contracts.records import BarRecord
 from dse_platform.data.trading_calendar import today_dhaka
 from dse_platform.serving import validation
 
@@ -31,8 +32,8 @@ OUTPUT_FIELDS = [
 ]
 
 
-BAR_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume", "trades", "value_mn", "source",
-               "produced_at"]
+#: the bar as the serving tables store it: the bars topic's fields
+BAR_COLUMNS = list(BarRecord.wire_fields())
 
 
 def ddl(fields: list[tuple[str, str]]) -> str:

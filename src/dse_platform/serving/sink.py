@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
-import numpy as np
 import pandas as pd
 
 from dse_platform.config import Settings
 from dse_platform.contracts import tables
+from dse_platform.contracts.records import DeadLetterRecord, PredictionRecord, epoch_ms
 from dse_platform.model import features
-from dse_platform.serving import database, validation
+from dse_platform.serving import database
 from dse_platform.serving.parsing import BAR_COLUMNS
 from dse_platform.serving.watcher import LoadedModel, ModelWatcher
 
@@ -53,10 +52,9 @@ class BatchSink:
         ready = bars[bars["valid"].fillna(False).astype(bool)]
         if loaded is None or ready.empty:
             return pd.DataFrame(columns=[c.name for c in tables.predictions.columns if c.name != "scored_at"])
-        matrix = np.array([json.loads(v) for v in ready["features"]], dtype=float)
         from dse_platform.model import scoring
 
-        p = scoring.probabilities(loaded.model, pd.DataFrame(matrix, columns=features.FEATURE_NAMES))
+        p = scoring.probabilities(loaded.model, features.decode(ready["features"]))
         return pd.DataFrame({
             "symbol": ready["symbol"].to_numpy(), "date": ready["date"].to_numpy(), "probability": p,
             "label": (p >= 0.5).astype(int), "model_name": self.settings.model_name,
@@ -85,17 +83,15 @@ class BatchSink:
     def _publish(self, scored: pd.DataFrame, bad: pd.DataFrame) -> None:
         if self.producer is None:
             return
-        from dse_platform.streams import kafka_io
-
+        scored_at = epoch_ms()
         for row in scored.itertuples(index=False):
-            value = json.dumps({"symbol": row.symbol, "date": str(row.date), "probability": float(row.probability),
-                                "label": int(row.label), "model_name": row.model_name,
-                                "model_version": row.model_version, "feature_version": row.feature_version,
-                                "produced_at": int(row.produced_at), "scored_at": int(time.time() * 1000)})
-            self.producer.send(self.settings.predictions_topic, row.symbol, value.encode())
+            prediction = PredictionRecord(
+                symbol=row.symbol, date=row.date, probability=float(row.probability), label=int(row.label),
+                model_name=row.model_name, model_version=row.model_version, feature_version=row.feature_version,
+                produced_at=int(row.produced_at), scored_at=scored_at)
+            self.producer.send(self.settings.predictions_topic, row.symbol, prediction.to_bytes())
         for row in bad.itertuples(index=False):
-            raw = b"" if row.raw is None else bytes(row.raw)
-            self.producer.send(self.settings.deadletter_topic, row.topic,
-                               kafka_io.encode_deadletter(raw[:validation.MAX_VALUE_BYTES], row.reason,
-                                                          "stream", row.topic, int(row.partition), int(row.offset)))
+            letter = DeadLetterRecord.of(b"" if row.raw is None else bytes(row.raw), row.reason, "stream", row.topic,
+                                         int(row.partition), int(row.offset))
+            self.producer.send(self.settings.deadletter_topic, row.topic, letter.to_bytes())
         self.producer.flush_or_fail()

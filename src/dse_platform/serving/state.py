@@ -29,8 +29,9 @@ def advance(window: list[dict[str, Any]], rows: pd.DataFrame, calendar: TradingC
     last bar is ``out_of_order`` (a duplicate of a bar already evicted from the
     window is indistinguishable from that). A tick
     updates the bar-so-far of its date (or starts it); a final bar replaces it.
-    Output: every bar added or changed, with its features, and the outcome of
-    the previous bar whenever a final bar arrives for the next session.
+    Output: every bar added or changed, with its features (a JSON object by name,
+    `features.encode`), and the outcome of the previous bar whenever a final bar
+    arrives for the next session.
     """
     bars = list(window)
     out: list[dict[str, Any]] = []
@@ -73,7 +74,7 @@ def advance(window: list[dict[str, Any]], rows: pd.DataFrame, calendar: TradingC
             bar = bars[i]
             valid = bool(feats.iloc[i]["valid"])
             out.append({**bar, "kind": "bar", "valid": valid,
-                        "features": json.dumps(feats.iloc[i][features.FEATURE_NAMES].tolist()) if valid else None})
+                        "features": features.encode(feats.iloc[i]) if valid else None})
     return bars[-features.LOOKBACK:], out + outcomes
 
 

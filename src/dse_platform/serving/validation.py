@@ -1,11 +1,11 @@
 """Record-level validation of what arrives on the bars and ticks topics.
 
-The streaming job calls `parse_records` on each batch of raw Kafka values: a good
+The streaming job calls `parse` on each raw Kafka value of a batch: a good
 record becomes a typed bar (a tick becomes a bar-so-far), a bad one a dead letter
-with the rule that rejected it and the offending field. Rule names and limits are
-the ingest's where the rule is the same (``missing_field``, ``bad_number``,
-``non_positive_price``, ``high_below_low``, ``future_date``, ``duplicate``);
-the rest exist only for wire records (``invalid_json``, ``not_utf8`` ...).
+with the rule that rejected it and the offending field. Rule names and limits come
+from :mod:`dse_platform.data.rules`, the declaration the ingest uses too, so a bar
+is refused for the same reason on both paths; ``duplicate`` and ``out_of_order``
+need the instrument's history and are decided in :mod:`state`.
 """
 
 from __future__ import annotations
@@ -16,25 +16,22 @@ import math
 import re
 from typing import Any
 
-from dse_platform.data.quality import PRICE_COLS
+from dse_platform.contracts.records import BAR_REQUIRED, SCHEMA_VERSION, TICK_REQUIRED
+from dse_platform.data.rules import MAX_VALUE_BYTES, PRICE_COLS, SYMBOL_PATTERN, latest_allowed_date, rule_names
 
-SCHEMA_VERSION = 1
-#: a bar is ~200 bytes of JSON; anything this big is not one
-MAX_VALUE_BYTES = 64 * 1024
-#: a date more than this far after "today" (Asia/Dhaka) is a future date (1 day of clock skew allowed)
-FUTURE_SLACK = dt.timedelta(days=1)
-SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9&()._-]{0,29}$")
-WIRE_RULES = ("empty_value", "too_large", "not_utf8", "invalid_json", "not_an_object", "unknown_schema_version",
-              "missing_field", "bad_symbol", "bad_date", "bad_number", "non_positive_price", "high_below_low",
-              "future_date", "duplicate", "out_of_order")
+SYMBOL_RE = re.compile(SYMBOL_PATTERN)
+WIRE_RULES = rule_names("wire")
 
-#: the record's field -> how it maps onto a bar, per topic kind
-BAR_REQUIRED = ("symbol", "date", "open", "high", "low", "close")
-TICK_REQUIRED = ("symbol", "date", "ltp", "high", "low")
+#: larger than any DSE price, volume or turnover, and inside float64's exact integers and Arrow's int64
+MAX_ABS_NUMBER = 2**53
 
 
 class Rejected(Exception):
+    """A wire record refused by the named rule; ``field`` is the offending field (None for the whole value)."""
+
     def __init__(self, reason: str, field: str | None, detail: str) -> None:
+        if reason not in WIRE_RULES:
+            raise ValueError(f"rule {reason!r} is not a wire rule; declare it in data/rules.py")
         self.reason, self.field, self.detail = reason, field, detail
         super().__init__(f"{reason}: {detail}")
 
@@ -47,8 +44,12 @@ def _number(record: dict[str, Any], name: str, required: bool) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Rejected("bad_number", name, f"'{name}' is {type(value).__name__} {str(value)[:40]!r}, not a number")
+    if isinstance(value, int) and abs(value) > MAX_ABS_NUMBER:
+        raise Rejected("bad_number", name, f"'{name}' has {len(str(abs(value)))} digits, beyond any DSE figure")
     if not math.isfinite(value):
         raise Rejected("bad_number", name, f"'{name}' is {value}, not a finite number")
+    if abs(value) > MAX_ABS_NUMBER:
+        raise Rejected("bad_number", name, f"'{name}' is {value:g}, beyond any DSE figure")
     return float(value)
 
 
@@ -107,8 +108,9 @@ def parse(value: bytes | None, kind: str, today: dt.date) -> dict[str, Any] | No
         raise Rejected("non_positive_price", bad[0], f"{bad[0]} is {prices[bad[0]]}, prices must be positive")
     if prices["high"] < prices["low"]:
         raise Rejected("high_below_low", "high", f"high {prices['high']} < low {prices['low']}")
-    if day > today + FUTURE_SLACK:
-        raise Rejected("future_date", "date", f"date {day} is after today ({today}, Asia/Dhaka)")
+    latest = latest_allowed_date(today)
+    if day > latest:
+        raise Rejected("future_date", "date", f"date {day} is after {latest} (today in Asia/Dhaka: {today})")
     volume = _number(record, "volume", False)
     if volume is not None and volume < 0:
         raise Rejected("bad_number", "volume", f"volume {volume} is negative")

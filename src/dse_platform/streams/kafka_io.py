@@ -1,26 +1,22 @@
-"""Kafka plumbing shared by replay, the live connector and the tests.
+"""Kafka plumbing shared by replay, the live connector, the streaming job and the tests.
 
-Topic creation with the configured partitions/replication, a no-loss producer
-(acks=all, idempotence, unbounded retries within a delivery timeout) and the
-JSON wire format of the ``dse.bars.v1`` / ``dse.ticks.v1`` / dead-letter contracts.
+Topic creation with the configured partitions/replication and no-loss producers
+(acks=all, idempotence, unbounded retries within a delivery timeout). What the
+records hold is defined in :mod:`dse_platform.contracts.records`.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
-
-BAR_FIELDS = ["symbol", "date", "open", "high", "low", "close", "volume", "trades", "value_mn", "source",
-              "produced_at"]
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -57,12 +53,11 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> li
 
 
 def _wait_for_metadata(admin: KafkaAdminClient, topics: list[str], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if set(topics) <= set(admin.list_topics()):
-            return
-        time.sleep(0.2)
-    raise PlatformError(f"topics {topics} not visible after {timeout_s}s", "check the broker with `dse status`")
+    """Topic creation completes asynchronously: wait until the broker lists every topic."""
+    poll = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.2),
+                    retry=retry_if_result(lambda seen: not seen), retry_error_callback=lambda _: False)
+    if not poll(lambda: set(topics) <= set(admin.list_topics())):
+        raise PlatformError(f"topics {topics} not visible after {timeout_s}s", "check the broker with `dse status`")
 
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
@@ -123,15 +118,6 @@ class BulkProducer:
             problem = self._failures[0] if self._failures else f"{remaining} records unacknowledged after {timeout_s}s"
             raise PlatformError(f"Kafka at {self.servers} did not acknowledge every record: {problem}",
                                 "check the broker with `dse status`, then resume with --resume")
-
-
-def encode_deadletter(raw: bytes, reason: str, source: str, topic: str | None = None,
-                      partition: int | None = None, offset: int | None = None) -> bytes:
-    """A dead letter: the raw bytes (as latin-1 text, lossless), where they came from and why they failed."""
-    return json.dumps({
-        "raw": raw.decode("latin-1"), "reason": reason, "source": source, "topic": topic,
-        "partition": partition, "offset": offset, "produced_at": int(time.time() * 1000),
-    }).encode("utf-8")
 
 
 def flush_or_fail(prod: KafkaProducer, futures: list, timeout_s: float = 120) -> None:

@@ -24,6 +24,7 @@ import httpx
 from kafka import KafkaProducer
 
 from dse_platform.config import Settings
+from dse_platform.contracts.records import DeadLetterRecord, TickRecord
 from dse_platform.data.trading_calendar import DHAKA, TradingCalendar, weekday_calendar
 from dse_platform.streams import kafka_io
 from dse_platform.streams.live_page import VALUE_FIELDS, LayoutError, parse_latest_page
@@ -49,9 +50,6 @@ BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 300.0
 
 
-MAX_DEADLETTER_RAW = 1_000_000  # raw page bytes kept in a dead letter ("1 MB")
-
-
 MAX_DEADLETTER_VALUE = 1_000_000  # encoded dead letter must stay under Kafka's default 1 MiB message limit
 
 
@@ -59,28 +57,26 @@ RETRYABLE_STATUS = 429
 
 
 def tick_record(row: dict[str, Any], as_of: dt.datetime, produced_at_ms: int) -> dict[str, Any]:
-    """The ``dse.ticks.v1`` value: the instrument's snapshot, its trading date and as-of time."""
+    """The ``dse.ticks.v1`` value (a `TickRecord`): the instrument's snapshot, its trading date and as-of time."""
     local = as_of.astimezone(DHAKA)
-    record: dict[str, Any] = {"symbol": row["symbol"], "date": local.date().isoformat()}
-    record.update({field: row[field] for field in VALUE_FIELDS})
-    record.update({"as_of": local.isoformat(), "source": "live", "produced_at": produced_at_ms})
-    return record
+    return TickRecord(symbol=row["symbol"], date=local.date(), **{field: row[field] for field in VALUE_FIELDS},
+                      as_of=local, source="live", produced_at=produced_at_ms).model_dump(mode="json")
 
 
 def deadletter_value(raw: bytes, reason: str) -> bytes:
-    """A dead letter with the raw page cut to 1 MB, and further if its JSON would exceed Kafka's limit.
+    """A dead letter with as much of the raw page as fits one Kafka message.
 
-    JSON escaping can grow HTML several-fold (non-ASCII bytes become \\u00XX), and
-    a dead letter the broker rejects would turn a layout change into a crash.
+    The whole page is what diagnoses a layout change, so this path keeps far more than the stream's
+    few KiB. Encoding grows the page (a byte above 0x7f takes two, a control byte six: \\u00XX), and a
+    dead letter the broker rejects would turn a layout change into a crash: the cut halves until it fits.
     """
-    cut = raw[:MAX_DEADLETTER_RAW]
-    note = "" if len(cut) == len(raw) else f" (raw page truncated from {len(raw)} bytes)"
+    cut = len(raw)
     while True:
-        value = kafka_io.encode_deadletter(cut, reason + note, source="live", topic=None)
+        note = "" if cut == len(raw) else f" (raw page truncated from {len(raw)} bytes)"
+        value = DeadLetterRecord.of(raw, reason + note, source="live", limit=cut).to_bytes()
         if len(value) <= MAX_DEADLETTER_VALUE or not cut:
             return value
-        cut = cut[: len(cut) // 2]
-        note = f" (raw page truncated from {len(raw)} bytes)"
+        cut //= 2
 
 
 def backoff_delay(failures: int) -> float:

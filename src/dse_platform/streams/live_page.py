@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from html.parser import HTMLParser
 from typing import Any
+
+from bs4 import BeautifulSoup, Tag
 
 from dse_platform.data.trading_calendar import DHAKA
 from dse_platform.errors import PlatformError
@@ -45,79 +46,30 @@ class LayoutError(PlatformError):
         super().__init__(problem, "compare the page with live.parse_latest_page and update the parser")
 
 
-class _PageParser(HTMLParser):
-    """Collects the heading text and the rows (cell texts) of the first shares table.
+def _text(tag: Tag) -> str:
+    """The tag's text with runs of whitespace (non-breaking spaces included) collapsed, as a browser shows it."""
+    return " ".join(tag.get_text().split())
 
-    Only cells of the target table itself count: a table nested inside a cell is
-    kept out so that its cells cannot shift the columns.
+
+def _has_classes(tag: Tag, name: str, classes: frozenset[str]) -> bool:
+    return tag.name == name and classes.issubset(tag.get("class") or ())
+
+
+def _own_rows(table: Tag) -> list[list[str]]:
+    """Cell texts of the table's own rows (directly or through thead/tbody/tfoot), in page order.
+
+    A table nested inside a cell is removed first: its rows and cells are not the
+    table's, and its text must not run into the cell that holds it.
     """
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.headings: list[str] = []
-        self.rows: list[list[str]] = []
-        self.found_table = False
-        self._heading: list[str] | None = None
-        self._table_depth = 0  # depth of open <table>s
-        self._target_depth: int | None = None  # depth of the shares table while it is open
-        self._row: list[str] | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        classes = (dict(attrs).get("class") or "").split()
-        if tag == "h2" and HEADING_CLASSES.issubset(classes):
-            self._heading = []
-        elif tag == "table":
-            self._table_depth += 1
-            if not self.found_table and TABLE_CLASSES.issubset(classes):
-                self.found_table = True
-                self._target_depth = self._table_depth
-        elif self._in_target():
-            if tag == "tr":
-                self._close_row()
-                self._row = []
-            elif tag in ("td", "th") and self._row is not None:
-                self._close_cell()
-                self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "h2" and self._heading is not None:
-            self.headings.append(" ".join("".join(self._heading).split()))
-            self._heading = None
-        elif tag == "table":
-            if self._in_target():
-                self._close_row()
-                self._target_depth = None
-            self._table_depth = max(self._table_depth - 1, 0)
-        elif self._in_target():
-            if tag in ("td", "th"):
-                self._close_cell()
-            elif tag in ("tr", "thead", "tbody", "tfoot"):
-                self._close_row()
-
-    def handle_data(self, data: str) -> None:
-        if self._heading is not None:
-            self._heading.append(data)
-        if self._cell is not None and self._in_target():
-            self._cell.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._close_row()
-
-    def _in_target(self) -> bool:
-        return self._target_depth is not None and self._table_depth == self._target_depth
-
-    def _close_cell(self) -> None:
-        if self._cell is not None and self._row is not None:
-            self._row.append(" ".join("".join(self._cell).split()))
-        self._cell = None
-
-    def _close_row(self) -> None:
-        self._close_cell()
-        if self._row:
-            self.rows.append(self._row)
-        self._row = None
+    while (nested := table.find("table")) is not None:
+        nested.decompose()
+    rows = []
+    for child in table.find_all(["tr", "thead", "tbody", "tfoot"], recursive=False):
+        for row in [child] if child.name == "tr" else child.find_all("tr", recursive=False):
+            cells = [_text(cell) for cell in row.find_all(["td", "th"], recursive=False)]
+            if cells:
+                rows.append(cells)
+    return rows
 
 
 def parse_heading(text: str) -> dt.datetime:
@@ -154,19 +106,20 @@ def parse_latest_page(html: str) -> tuple[dt.datetime, list[dict[str, Any]]]:
     Raises LayoutError naming what was expected and what was found whenever the
     table, its header, a row's cell count, a number or the heading is not as expected.
     """
-    parser = _PageParser()
-    parser.feed(html)
-    parser.close()
-    heading = next((h for h in parser.headings if h), None)
+    soup = BeautifulSoup(html, "lxml")
+    headings = (_text(h) for h in soup.find_all(lambda t: _has_classes(t, "h2", HEADING_CLASSES)))
+    heading = next((h for h in headings if h), None)
     if heading is None:
         raise LayoutError("heading: expected <h2 class='BodyHead topBodyHead'> with the as-of time, "
                           "found none")
     as_of = parse_heading(heading)
-    if not parser.found_table:
+    table = soup.find(lambda t: _has_classes(t, "table", TABLE_CLASSES))
+    if table is None:
         raise LayoutError(f"table: expected <table class='{TABLE_CLASS}'>, found none")
-    if not parser.rows:
+    rows = _own_rows(table)
+    if not rows:
         raise LayoutError("table: expected a header row and instrument rows, found an empty table")
-    header, *body = parser.rows
+    header, *body = rows
     if [h.upper() for h in header] != [h.upper() for h in HEADERS]:
         raise LayoutError(f"header: expected {list(HEADERS)}, found {header}")
     if not body:

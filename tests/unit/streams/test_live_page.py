@@ -128,3 +128,26 @@ def test_deadletter_of_a_huge_page_fits_a_kafka_message() -> None:
 def test_heading_text_round_trips() -> None:
     moment = dt.datetime(2025, 10, 22, 13, 7, tzinfo=DHAKA)
     assert parse_heading(heading_text(moment)) == moment
+
+
+def test_a_table_nested_in_a_cell_adds_no_cells_and_no_text() -> None:
+    nested = '<table class="table"><tr><td>9.9</td><td>x</td></tr><tr><td>1</td></tr></table>'
+    cells = row_cells(4, ROWS[3])
+    page = render_page(ROWS, WED_11, cells={4: [*cells[:2], cells[2] + nested, *cells[3:]]})
+    assert page.count("<table") == GOOD.count("<table") + 1
+    assert parse_latest_page(page) == parse_latest_page(GOOD)
+
+
+def test_a_nested_table_does_not_hide_a_missing_cell() -> None:
+    nested = "<table><tr><td>1</td><td>2</td></tr></table>"
+    cells = row_cells(6, ROWS[5])
+    page = render_page(ROWS, WED_11, cells={6: [*cells[:9], cells[9] + nested]})
+    with pytest.raises(LayoutError, match="row 6: expected 11 cells, found 10"):
+        parse_latest_page(page)
+
+
+def test_rows_without_thead_or_tbody_parse_the_same() -> None:
+    bare = GOOD
+    for tag in ("<thead>", "</thead>", "<tbody>", "</tbody>"):
+        bare = bare.replace(tag, "")
+    assert "<tbody>" not in bare and parse_latest_page(bare) == parse_latest_page(GOOD)

@@ -1,0 +1,136 @@
+"""The serving schema's alembic migrations, on SQLite files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy.exc import OperationalError
+
+import dse_platform
+from dse_platform.config import PROJECT_DIR
+from dse_platform.contracts.tables import METADATA, VERSION_TABLE, bars
+from dse_platform.errors import PlatformError
+from dse_platform.serving import database
+
+ROW = {"symbol": "ACI", "date": dt.date(2025, 10, 22), "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5,
+       "source": "replay", "produced_at": 1}
+
+
+@pytest.fixture
+def eng(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'serving.db'}")
+    yield engine
+    engine.dispose()
+
+
+def differences(eng: Engine) -> list:
+    with eng.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE,
+                                                                       "compare_type": True}), METADATA)
+
+
+def test_fresh_database_reaches_head_with_exactly_the_declared_schema(eng: Engine) -> None:
+    assert database.schema_revision(eng) is None
+    database.migrate(eng)
+    assert database.schema_revision(eng) == database.head_revision() == "0001"
+    assert set(inspect(eng).get_table_names()) == {*METADATA.tables, VERSION_TABLE}
+    assert differences(eng) == []
+
+
+def test_declared_schema_differing_from_the_migrations_is_noticed(eng: Engine) -> None:
+    database.migrate(eng)
+    with eng.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_bars_date")
+    assert [d[0] for d in differences(eng)] == ["add_index"]
+
+
+def test_second_migrate_runs_no_migration(eng: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    database.migrate(eng)
+
+    def no_upgrade(*_: object) -> None:
+        raise AssertionError("upgrade ran on a database at head")
+
+    monkeypatch.setattr(command, "upgrade", no_upgrade)
+    database.migrate(eng)
+    assert database.schema_revision(eng) == database.head_revision()
+
+
+def test_database_made_by_create_all_is_adopted_with_its_rows(eng: Engine) -> None:
+    METADATA.create_all(eng)
+    database.upsert(eng, bars, [ROW])
+    database.migrate(eng)
+    assert database.schema_revision(eng) == database.head_revision()
+    assert database.read_frame(eng, bars).loc[0, ["symbol", "date", "close"]].tolist() == ["ACI", ROW["date"], 1.5]
+    assert differences(eng) == []
+
+
+def test_older_create_all_database_gets_the_tables_it_lacked(eng: Engine) -> None:
+    METADATA.create_all(eng, tables=[t for name, t in METADATA.tables.items() if name != "features"])
+    database.migrate(eng)
+    assert "features" in inspect(eng).get_table_names()
+    assert differences(eng) == []
+
+
+def test_loser_of_a_concurrent_migration_finds_the_winners_schema(eng: Engine,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    upgrade = command.upgrade
+    calls = []
+
+    def race(config, revision: str) -> None:
+        calls.append(revision)
+        with eng.begin() as other:  # another process got there first
+            upgrade(database.alembic_config(other), revision)
+        raise OperationalError("CREATE TABLE bars", {}, Exception("table bars already exists"))
+
+    monkeypatch.setattr(command, "upgrade", race)
+    database.migrate(eng)
+    assert calls == ["head"] and database.schema_revision(eng) == database.head_revision()
+
+
+def test_migration_that_keeps_failing_names_database_and_revision(eng: Engine,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def broken(config, revision: str) -> None:
+        calls.append(revision)
+        raise OperationalError("CREATE TABLE bars", {}, Exception("attempt to write a readonly database"))
+
+    monkeypatch.setattr(command, "upgrade", broken)
+    with pytest.raises(PlatformError, match=r"serving\.db to revision 0001 failed: attempt to write a readonly"):
+        database.migrate(eng)
+    assert len(calls) == 2
+
+
+def test_downgrade_to_base_removes_the_serving_tables(eng: Engine) -> None:
+    database.migrate(eng)
+    with eng.begin() as conn:
+        command.downgrade(database.alembic_config(conn), "base")
+    assert set(inspect(eng).get_table_names()) == {VERSION_TABLE}
+
+
+def test_every_migration_file_ships_as_package_data() -> None:
+    package = Path(dse_platform.__file__).parent
+    patterns = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {path for pattern in patterns["dse_platform"] for path in package.glob(pattern)}
+    files = {p for p in database.MIGRATIONS_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert files and files <= shipped
+
+
+def test_threads_of_one_process_migrate_one_at_a_time(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    engines = [create_engine(url, connect_args={"timeout": 30}) for _ in range(4)]
+    with ThreadPoolExecutor(len(engines)) as pool:
+        list(pool.map(database.migrate, engines))
+    assert {database.schema_revision(e) for e in engines} == {database.head_revision()}
+    assert differences(engines[0]) == []
+    for e in engines:
+        e.dispose()

@@ -1,0 +1,60 @@
+"""The stream's parse step never raises: any bytes become a typed bar or a dead letter with a named rule."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dse_platform.data.rules import rule_names
+from dse_platform.serving.parsing import BAD_KEY, PARSED_FIELDS, parse_batch
+
+BARS = "dse.bars.v1"
+GOOD = {"symbol": "GP", "date": "2025-08-20", "open": 250.0, "high": 252.0, "low": 249.0, "close": 251.5,
+        "volume": 1000.0, "trades": 40, "value_mn": 0.25, "source": "replay", "produced_at": 1}
+
+
+def parse(values: list[bytes | None], topic: str = BARS) -> pd.DataFrame:
+    raw = pd.DataFrame({"value": values, "topic": topic, "partition": 0, "offset": range(len(values))})
+    return pd.concat(list(parse_batch(iter([raw]), BARS)), ignore_index=True)
+
+
+def encoded(**change: object) -> bytes:
+    return json.dumps({**GOOD, **change}).encode()
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (encoded().replace(b'"close": 251.5', b'"close": 1e400'), "bad_number"),  # overflows a float: inf
+    (b"[" * 5000 + b"]" * 5000, "unparseable"),  # JSON nested deeper than the parser recurses
+    (encoded(trades=2**70), "bad_number"),  # beyond Arrow's int64
+    (encoded(volume=-(2**64)), "bad_number"),
+    (encoded(produced_at=10**30), "bad_number"),
+    (encoded(close=float("1e300")), "bad_number"),
+])
+def test_hostile_records_are_dead_letters(value: bytes, reason: str) -> None:
+    frame = parse([value, encoded()])
+    assert list(frame["kind"]) == ["bad", "bar"]
+    assert frame.loc[0, "reason"] == reason and frame.loc[0, "symbol"] == BAD_KEY
+    assert frame.loc[1, "close"] == 251.5
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(
+    st.binary(max_size=300),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                 lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children,
+                                                                                     max_size=4),
+                 max_leaves=20).map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries({k: st.one_of(st.just(v), st.integers(), st.floats(), st.text(max_size=12), st.none())
+                           for k, v in GOOD.items()}).map(lambda v: json.dumps(v).encode()),
+), min_size=1, max_size=8))
+def test_any_bytes_become_a_bar_or_a_named_dead_letter(values: list[bytes]) -> None:
+    frame = parse(values)
+    assert list(frame.columns) == [name for name, _ in PARSED_FIELDS]
+    bad = frame[frame["kind"] == "bad"]
+    assert set(bad["reason"]) <= set(rule_names("wire"))
+    assert (frame.loc[frame["kind"] == "bar", "symbol"] != BAD_KEY).all()
+    assert len(frame) == len(values)  # on the bars topic every value is a bar or a dead letter
