@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     mlflow_backend_uri: str | None = Field(
         None, description="MLflow metadata store; default SQLite under var/mlflow (PostgreSQL URL allowed)."
     )
+    mlflow_http_retries: int = Field(2, ge=0, description="Retries of one MLflow request before it counts as down.")
+    mlflow_http_timeout_s: int = Field(30, ge=1, description="Timeout of one MLflow request (seconds).")
     model_name: str = Field("dse-direction", description="Registered model name.")
     model_alias: str = Field("production", description="Registry alias that serving follows.")
 
@@ -76,6 +78,8 @@ class Settings(BaseSettings):
     retrain_schedule: str = Field("30 15 * * 0-4", description="Cron (Asia/Dhaka) of the nightly retrain.")
     live_schedule: str = Field("55 9 * * 0-4", description="Cron (Asia/Dhaka) that starts the live ingest.")
     monitoring_schedule: str = Field("0 16 * * 0-4", description="Cron (Asia/Dhaka) of the monitoring run.")
+    live_poll_interval_s: float = Field(30.0, gt=0, description="Seconds between polls of DSE's page in a session.")
+    live_http_timeout_s: float = Field(20.0, gt=0, description="Timeout of one fetch of DSE's page.")
     live_url: str = Field("https://www.dsebd.org/latest_share_price_scroll_l.php",
                           description="DSE latest-share-price page the live connector polls.")
 
@@ -109,6 +113,8 @@ class Settings(BaseSettings):
     health_timeout_s: float = Field(180.0, description="How long `dse up` waits for services to be healthy.")
 
     data_dir: Path = Field(PROJECT_DIR / "data", description="Raw DSE files `dse ingest` reads by default.")
+    reference_file: Path = Field(PROJECT_DIR / "data" / "instruments-sector-category-2026.csv",
+                                 description="Instrument reference (trading code, sector, category) for ingest.")
     store_dir_override: Path | None = Field(
         None, alias="DSE_STORE_DIR", description="Canonical bar store (default var/store)."
     )

@@ -45,7 +45,8 @@ def ingest(
     """Validate raw DSE files into the canonical Parquet bar store and print the quality report."""
     settings = get_settings()
     target = store_dir or settings.store_dir
-    result = ingest_mod.ingest(paths or [settings.data_dir], target, progress=sys.stderr.isatty())
+    result = ingest_mod.ingest(paths or [settings.data_dir], target, progress=sys.stderr.isatty(),
+                               reference_file=settings.reference_file)
     _print_quality(result.report)
     echo(f"store written to {target} (report: {target / 'quality_report.json'}, "
           f"rejects: {target / 'rejects.csv'})")

@@ -83,10 +83,10 @@ def build_report(files: list[ParsedFile], outcome, read: int) -> dict:
 
 
 def ingest(paths: Iterable[Path], store_dir: Path, today: dt.date | None = None,
-           progress: bool = True) -> IngestResult:
+           progress: bool = True, reference_file: Path = DEFAULT_REFERENCE) -> IngestResult:
     """Read, validate and store; raises PlatformError (store untouched) on a file it cannot read."""
     files = discover(list(paths))
-    reference = load_reference(read_text(DEFAULT_REFERENCE)) if DEFAULT_REFERENCE.exists() else \
+    reference = load_reference(read_text(reference_file)) if reference_file.exists() else \
         pd.DataFrame(columns=["sector", "category"])
     parsed: list[ParsedFile] = []
     for path in tqdm(files, desc="ingest", unit="file", disable=not progress):

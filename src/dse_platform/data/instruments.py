@@ -8,10 +8,11 @@ aliases of those. Everything that asks "is this an index?" asks :func:`is_index`
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pandas as pd
 
-from dse_platform.config import PROJECT_DIR
+from dse_platform.config import Settings
 
 #: the broad DSE index: the benchmark the model is backtested against
 DSEX = "00DSEX"
@@ -27,7 +28,7 @@ INDEX_SYMBOLS: frozenset[str] = frozenset(INDEX_ALIASES.values())
 
 REFERENCE_HEADER = ["ticker", "marketname", "groupname"]
 #: used when the files given to ingest do not include a reference file of their own
-DEFAULT_REFERENCE = PROJECT_DIR / "data" / "instruments-sector-category-2026.csv"
+DEFAULT_REFERENCE: Path = Settings.model_fields["reference_file"].default
 
 
 def canonical_symbol(symbol: str) -> str:

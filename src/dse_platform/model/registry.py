@@ -39,8 +39,9 @@ class ModelRef:
 def connect(settings: Settings) -> MlflowClient:
     """A client for the configured tracking server, failing fast with a clear error when it is down."""
     # MLflow retries an unreachable server for minutes by default; a registry outage should show at once.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # MLflow reads these from the environment only; the values come from the settings
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.mlflow_http_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.mlflow_http_timeout_s)
     uri = settings.tracking_uri
     if uri.startswith("http"):
         try:

@@ -42,7 +42,8 @@ def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object]
     services_up = time.monotonic()
     if not store.exists(settings.store_dir):
         echo("demo: the bar store is empty; ingesting the shipped DSE data")
-        ingest_mod.ingest([settings.data_dir], settings.store_dir, progress=True)
+        ingest_mod.ingest([settings.data_dir], settings.store_dir, progress=True,
+                          reference_file=settings.reference_file)
     kafka_io.ensure_topics(settings)
     if registry.production_ref(settings) is None:
         echo("demo: no production model yet; training one on the whole history (walk-forward evaluated)")

@@ -35,13 +35,11 @@ log = logging.getLogger(__name__)
 DSE_LATEST_URL: str = Settings.model_fields["live_url"].default
 
 
-USER_AGENT = "dse-platform-live/1.0 (polls every 30 s during the session only)"
+USER_AGENT = "dse-platform-live/1.0 (polls during the DSE session only)"
 
 
-DEFAULT_POLL_INTERVAL_S = 30.0
 
 
-HTTP_TIMEOUT_S = 20.0
 
 
 BACKOFF_BASE_S = 5.0
@@ -92,7 +90,7 @@ class PollResult:
     unchanged: int = 0
     deadletters: int = 0
     error: str | None = None
-    wait_s: float = DEFAULT_POLL_INTERVAL_S
+    wait_s: float
 
 
 class LivePoller:
@@ -101,7 +99,7 @@ class LivePoller:
     def __init__(self, settings: Settings, client: httpx.Client, producer: KafkaProducer,
                  calendar: TradingCalendar, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(DHAKA),
                  sleep: Callable[[float], None] = time.sleep, url: str = DSE_LATEST_URL,
-                 poll_interval_s: float = DEFAULT_POLL_INTERVAL_S) -> None:
+                 poll_interval_s: float | None = None) -> None:
         self.settings = settings
         self.client = client
         self.producer = producer
@@ -109,7 +107,7 @@ class LivePoller:
         self.now = now
         self.sleep = sleep
         self.url = url
-        self.poll_interval_s = poll_interval_s
+        self.poll_interval_s = poll_interval_s or settings.live_poll_interval_s
         self.last: dict[str, tuple] = {}  # symbol -> values last published (acknowledged)
         self.failures = 0  # consecutive failed fetches, drives the backoff
         self.last_layout_error: str | None = None  # reason already dead-lettered in this bad streak
@@ -206,7 +204,7 @@ class LivePoller:
 
 def run(settings: Settings, *, max_polls: int | None = None, until_close: bool = False,
         max_wait_s: float | None = None,
-        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S, url: str | None = None) -> None:
+        poll_interval_s: float | None = None, url: str | None = None) -> None:
     """`dse live`: poll DSE with real HTTP, the store's trading calendar and a no-loss producer."""
     from dse_platform.data import store  # pandas/pyarrow: only needed here, not by the parser
 
@@ -219,7 +217,7 @@ def run(settings: Settings, *, max_polls: int | None = None, until_close: bool =
     kafka_io.ensure_topics(settings, [settings.ticks_topic, settings.deadletter_topic])
     prod = kafka_io.producer(settings, client_id="dse-live")
     try:
-        with httpx.Client(timeout=HTTP_TIMEOUT_S, headers={"User-Agent": USER_AGENT},
+        with httpx.Client(timeout=settings.live_http_timeout_s, headers={"User-Agent": USER_AGENT},
                           follow_redirects=True) as client:
             LivePoller(settings, client, prod, calendar, poll_interval_s=poll_interval_s,
                        url=url or settings.live_url).run(max_polls, until_close, max_wait_s)
