@@ -86,11 +86,11 @@ def backoff_delay(failures: int) -> float:
 class PollResult:
     """What one poll did, and how long to wait before the next one."""
 
+    wait_s: float
     published: int = 0
     unchanged: int = 0
     deadletters: int = 0
     error: str | None = None
-    wait_s: float
 
 
 class LivePoller:
