@@ -1,8 +1,10 @@
 """`make demo`: the whole platform on one machine, from a fresh clone to live predictions.
 
-Services up -> ingest (if the store is empty) -> train and promote a first model (if
-none) -> start the streaming job in the background -> replay the last year of shipped
-bars at demo speed -> print predictions as they land, and where every UI is.
+Services up -> ingest (if the store is empty) -> train and promote a first model on history
+*before* the replayed year (if none) -> start the streaming job under supervisor -> replay the
+last year of shipped bars at demo speed -> show predictions as they land -> say where every UI
+is, how to log in, how to stop, and what to try next. Every prediction the demo shows is out of
+sample: the model never saw the year it scores.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -21,23 +24,124 @@ from dse_platform.contracts import tables
 from dse_platform.data import ingest as ingest_mod
 from dse_platform.data import store
 from dse_platform.model import gate, registry, training
-from dse_platform.runtime import supervisor
+from dse_platform.runtime import airflow_env, supervisor
 from dse_platform.serving import database
 from dse_platform.streams import kafka_io
 
 DEMO_SPEED = 8.0  # trading days per second: a year in about half a minute
+#: how much history the demo replays (the model is trained on what comes before it)
+REPLAY_DAYS = 365
 #: small first micro-batches: the first predictions show in seconds instead of after one 50k-record batch
 STREAM_ENVIRONMENT = {"DSE_STREAM_MAX_OFFSETS": "5000"}
 
 
-def _prediction_count(engine) -> int:
+@dataclass(frozen=True)
+class Window:
+    """The replayed period and the training cutoff before it."""
+
+    start: dt.date
+    end: dt.date
+
+    @property
+    def cutoff(self) -> dt.date:
+        return self.start - dt.timedelta(days=1)
+
+
+def replay_window(settings: Settings) -> Window:
+    """The last REPLAY_DAYS of the store: what the demo streams, and so what the model may not train on."""
+    last = store.read_bars(settings.store_dir, columns=["symbol", "date"])["date"].max()
+    return Window(last - dt.timedelta(days=REPLAY_DAYS), last)
+
+
+def header_lines(settings: Settings, watch_s: float) -> list[str]:
+    """What the demo will do, and about how long it takes on a 2-core machine."""
+    return [
+        "DSE real-time MLOps platform: demo",
+        "  1. start Kafka, MLflow, Airflow (and PostgreSQL when configured) under supervisor  ~1-2 min",
+        "  2. ingest the shipped DSE history into the bar store (first run only)              ~25 s",
+        "  3. train a first model walk-forward on history before the replayed year           ~30 s",
+        "  4. start the Spark streaming job and replay the last year of bars into Kafka",
+        f"  5. show predictions as they are stored, for {watch_s:.0f} s",
+        f"serving database: {database_kind(settings)}",
+    ]
+
+
+def database_kind(settings: Settings) -> str:
+    if settings.db_url:
+        return "the database at DSE_DB_URL"
+    if settings.db_backend == "postgres":
+        return "PostgreSQL (local server under supervisor)"
+    return (f"SQLite ({settings.home / 'serving.db'}); for PostgreSQL run `dse down`, then "
+            "`DSE_DB_BACKEND=postgres make demo`")
+
+
+@dataclass(frozen=True)
+class Progress:
+    replayed: int
+    bars: int
+    predictions: int
+    dead_letters: int
+
+    def line(self) -> str:
+        return (f"demo: {self.replayed:,} bars replayed into Kafka, {self.bars:,} processed by the stream, "
+                f"{self.predictions:,} predictions stored, {self.dead_letters:,} dead letters")
+
+
+def progress(settings: Settings, engine) -> Progress:
+    """Where the pipeline is: records on the bars topic, and rows the stream committed."""
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(tables.predictions)).scalar_one()
+        counts = [conn.execute(select(func.count()).select_from(t)).scalar_one()
+                  for t in (tables.bars, tables.predictions, tables.dead_letters)]
+    return Progress(kafka_io.records_in(settings, settings.bars_topic), *counts)
+
+
+def closing_lines(settings: Settings) -> list[str]:
+    """Where every UI is, how to log in, how to stop, and what to try next."""
+    password = airflow_env.admin_password(settings) if settings.airflow_enabled else None
+    login = (f"user admin, password {password} (also in `dse status`)" if password
+             else "user admin, password shown by `dse status` once Airflow has started")
+    lines = [
+        "",
+        "Where everything is:",
+        f"  MLflow   {settings.tracking_uri}   registry: model {settings.model_name}, alias "
+        f"'{settings.model_alias}' (no login locally)",
+    ]
+    if settings.airflow_enabled:
+        lines.append(f"  Airflow  {settings.airflow_url}   {login}")
+    lines += [
+        f"  Spark    http://{settings.host}:{settings.spark_ui_port}   the streaming job's UI",
+        f"  Kafka    {settings.bootstrap_servers}   topics {settings.bars_topic}, {settings.predictions_topic}, "
+        f"{settings.deadletter_topic}",
+        f"  Database {database_kind(settings)}",
+        "",
+        "The streaming job keeps running under supervisor (`dse status`, `dse logs stream`).",
+        "Stop everything with `dse down` (or `make down`); data under var/ is kept.",
+        "Try next:",
+        "  - trigger dse_streaming in the Airflow UI with a date range, and watch its predictions sensor",
+        f"  - move the '{settings.model_alias}' alias to another version in the MLflow UI: the job follows it",
+        "  - `dse models` and `dse promote` to run the champion/challenger gate yourself",
+    ]
+    return lines
+
+
+def _first_model(settings: Settings, window: Window, echo: Callable[[str], None]) -> None:
+    echo(f"demo: no production model yet; training one walk-forward on bars up to {window.cutoff}, "
+         f"before the replayed year, so every prediction shown is out of sample")
+    result = training.train(settings, cutoff=window.cutoff)
+    for line in training.summary_lines(result, settings.gate_metric):
+        echo(line)
+    decision = gate.promote(settings, result.version, source="dse demo")
+    echo(f"demo: gate {'PROMOTED' if decision.promoted else 'HELD'} version {result.version}: {decision.reason}")
+    if not decision.promoted:
+        gate.promote(settings, result.version, force=True, source="dse demo (first model)")
+        echo("demo: promoted it anyway as the first model so the demo can score (recorded as forced)")
 
 
 def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object], None],
         watch_s: float = 90.0) -> None:
     """Everything `make demo` does; returns after ``watch_s`` seconds of showing predictions."""
+    for line in header_lines(settings, watch_s):
+        echo(line)
     supervisor.up(settings, echo)
     services_up = time.monotonic()
     if not store.exists(settings.store_dir):
@@ -45,41 +149,30 @@ def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object]
         ingest_mod.ingest([settings.data_dir], settings.store_dir, progress=True,
                           reference_file=settings.reference_file)
     kafka_io.ensure_topics(settings)
+    window = replay_window(settings)
     if registry.production_ref(settings) is None:
-        echo("demo: no production model yet; training one on the whole history (walk-forward evaluated)")
-        result = training.train(settings)
-        for line in training.summary_lines(result, settings.gate_metric):
-            echo(line)
-        decision = gate.promote(settings, result.version, source="dse demo")
-        echo(f"demo: gate {'PROMOTED' if decision.promoted else 'HELD'} version {result.version}: {decision.reason}")
-        if not decision.promoted:
-            gate.promote(settings, result.version, force=True, source="dse demo (first model)")
-            echo("demo: promoted it anyway as the first model so the demo can score (recorded as forced)")
+        _first_model(settings, window, echo)
     engine = database.engine(settings)
     database.migrate(engine)
     info = supervisor.start_program(settings, "stream", STREAM_ENVIRONMENT)
     echo(f"demo: streaming job {info['statename']} under supervisor (log {supervisor.log_path(settings, 'stream')})")
-    last = store.read_bars(settings.store_dir, columns=["symbol", "date"])["date"].max()
-    start = last - dt.timedelta(days=365)
-    before = _prediction_count(engine)
-    echo(f"demo: replaying {start}..{last} at {DEMO_SPEED:g} trading days/s")
-    replayer = subprocess.Popen([str(Path(sys.executable).parent / "dse"), "replay", "--from", str(start), "--to",
-                                 str(last), "--speed", str(DEMO_SPEED)], stdout=subprocess.DEVNULL,
+    before = progress(settings, engine).predictions
+    echo(f"demo: replaying {window.start}..{window.end} at {DEMO_SPEED:g} trading days/s")
+    replayer = subprocess.Popen([str(Path(sys.executable).parent / "dse"), "replay", "--from", str(window.start),
+                                 "--to", str(window.end), "--speed", str(DEMO_SPEED)], stdout=subprocess.DEVNULL,
                                 cwd=settings.project_dir)
     first_at = None
     deadline = time.monotonic() + watch_s
     while time.monotonic() < deadline:
         time.sleep(5)
-        count = _prediction_count(engine)
-        if count > before and first_at is None:
-            first_at = time.monotonic() - services_up
-            echo(f"demo: first prediction {first_at:.0f} s after the services were up")
-        show(database.read_frame(engine, "SELECT symbol, date, probability, label, model_version FROM "
-                                           "predictions ORDER BY date DESC, probability DESC LIMIT 8"))
-        echo(f"demo: {count:,} predictions stored")
+        now = progress(settings, engine)
+        echo(now.line())
+        if now.predictions > before:
+            if first_at is None:
+                first_at = time.monotonic() - services_up
+                echo(f"demo: first prediction {first_at:.0f} s after the services were up")
+            show(database.read_frame(engine, "SELECT symbol, date, probability, label, model_version FROM "
+                                             "predictions ORDER BY date DESC, probability DESC LIMIT 8"))
     replayer.wait()
-    echo(f"MLflow  {settings.tracking_uri}   (runs, registry: alias '{settings.model_alias}' on "
-         f"{settings.model_name})")
-    echo(f"Airflow {settings.airflow_url}   (DAGs dse_streaming, dse_nightly_retrain, dse_monitoring)")
-    echo(f"Spark   http://{settings.host}:{settings.spark_ui_port}   (the streaming job's UI)")
-    echo("The streaming job keeps running; `dse down` stops it and every service.")
+    for line in closing_lines(settings):
+        echo(line)

@@ -76,11 +76,18 @@ def checkpoint_owner(checkpoint: Path) -> Iterator[None]:
         yield
 
 
+def configure_logging() -> None:
+    """The job's progress at INFO (visible by default); the client libraries only when they warn."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("py4j", "kafka", "urllib3", "httpx", "alembic", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def run(settings: Settings, calendar: TradingCalendar, timeout_s: float | None = None) -> None:
     """Run the job until it ends (available-now), ``timeout_s`` passes, or it is stopped."""
     from dse_platform.streams import kafka_io
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     with checkpoint_owner(settings.stream_checkpoint):
         kafka_io.ensure_topics(settings)
         engine = database.engine(settings)
@@ -89,7 +96,7 @@ def run(settings: Settings, calendar: TradingCalendar, timeout_s: float | None =
         producer = kafka_io.BulkProducer(settings, client_id="dse-stream")
         spark = spark_session(settings)
         query = build_query(spark, settings, calendar, BatchSink(settings, watcher, engine, producer)).start()
-        log.warning("streaming from %s and %s; checkpoint %s; Spark UI %s", settings.bars_topic,
+        log.info("streaming from %s and %s; checkpoint %s; Spark UI %s", settings.bars_topic,
                     settings.ticks_topic, settings.stream_checkpoint, spark.sparkContext.uiWebUrl)
         try:
             query.awaitTermination(timeout_s)

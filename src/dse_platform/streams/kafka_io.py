@@ -129,3 +129,15 @@ def flush_or_fail(prod: KafkaProducer, futures: list, timeout_s: float = 120) ->
         except KafkaError as exc:
             raise PlatformError(f"Kafka did not acknowledge a record: {exc}",
                                 "check the broker with `dse status`, then resume with --resume") from exc
+
+
+def records_in(settings: Settings, topic: str) -> int:
+    """How many records a topic holds (sum of its partitions' end offsets): progress of a replay."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, client_id="dse-progress")
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
+    finally:
+        consumer.close()

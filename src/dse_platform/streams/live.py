@@ -146,7 +146,7 @@ class LivePoller:
             if not self.calendar.in_session(moment):
                 opens = self.calendar.next_open(moment)
                 if until_close and opens.astimezone(DHAKA).date() != moment.astimezone(DHAKA).date():
-                    log.warning("DSE is closed at %s and opens next %s: the session's ingest is over "
+                    log.info("DSE is closed at %s and opens next %s: the session's ingest is over "
                                 "(%d polls)", moment.astimezone(DHAKA).isoformat(), opens.isoformat(), polls)
                     return
                 wait = max((opens - moment).total_seconds(), 0.0)
