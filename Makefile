@@ -24,8 +24,7 @@ bootstrap: prereqs $(STAMP) jars
 prereqs:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "missing prerequisite: Python 3.11 ('$(PYTHON)' not found): install it (Debian: apt-get install python3.11, or pyenv install 3.11) or run make PYTHON=/path/to/python3.11"; exit 2; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || { echo "missing prerequisite: Python 3.11 ('$(PYTHON)' is $$($(PYTHON) --version 2>&1)): install 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
-	@command -v java >/dev/null 2>&1 || [ -n "$$DSE_JAVA_HOME" ] || { echo "missing prerequisite: Java 17+ (no 'java' on PATH): apt-get install openjdk-17-jre-headless, or set DSE_JAVA_HOME"; exit 2; }
-	@command -v mvn >/dev/null 2>&1 || [ -n "$$DSE_MAVEN" ] || { echo "missing prerequisite: Maven (no 'mvn' on PATH): apt-get install maven, or set DSE_MAVEN"; exit 2; }
+	@$(PYTHON) src/dse_platform/runtime/debian_packages.py venv java maven
 
 $(STAMP): requirements.txt pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -40,14 +39,10 @@ jars: $(STAMP)
 	$(BIN)/dse jars
 
 # The test suite runs the database tests against a real PostgreSQL server and drives the UIs with Playwright
-# through Debian's Chromium (Playwright never downloads a browser): install either when absent.
+# through Debian's Chromium (Playwright never downloads a browser): installed when absent (as root or with
+# passwordless sudo; otherwise make stops naming the command to run).
 test-deps:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-	  echo "installing Debian's PostgreSQL server for the database tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
-	@[ -x /usr/bin/chromium ] || { \
-	  echo "installing Debian's Chromium for the browser tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@$(PYTHON) src/dse_platform/runtime/debian_packages.py postgresql chromium
 
 lint: bootstrap
 	$(BIN)/ruff check src dags jobs plugins tests bench
