@@ -65,6 +65,8 @@ def services(settings: Settings) -> list[Service]:
             health.mlflow_health, "DSE_MLFLOW_PORT",
             prepare=lambda: art.mkdir(parents=True, exist_ok=True),
             env={"MLFLOW_SERVER_ALLOWED_HOSTS": f"{settings.host}:*,localhost:*",
+                 # the server's job runner and its huey consumers (~275 MB each) serve nothing the platform uses
+                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                  "PATH": airflow_env.path_with_venv()}))
     if settings.local_postgres:
         found.append(Service(
