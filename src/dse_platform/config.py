@@ -69,10 +69,11 @@ class Settings(BaseSettings):
     # ---- monitoring thresholds (the dse_monitoring DAG) -------------------------------------------
     monitor_psi_threshold: float = Field(0.25, gt=0, description="PSI above which a feature counts as drifted.")
     monitor_reference_sessions: int = Field(250, ge=20, description="Store sessions the drift reference spans.")
+    monitor_drift_sessions: int = Field(20, ge=1, description="Latest sessions drift compares with the reference.")
     monitor_accuracy_days: int = Field(30, ge=1, description="Days of resolved outcomes live accuracy covers.")
     monitor_min_outcomes: int = Field(200, ge=1, description="Outcomes needed before accuracy can alert.")
     monitor_accuracy_slack: float = Field(0.02, ge=0, description="How far below the best baseline may go.")
-    monitor_max_dead_letters: int = Field(1000, ge=0, description="Dead letters per day before an alert.")
+    monitor_max_dead_letters: int = Field(1000, ge=0, description="Dead letters per session day before an alert.")
 
     # ---- orchestration (Airflow) --------------------------------------------------------------
     retrain_schedule: str = Field("30 15 * * 0-4", description="Cron (Asia/Dhaka) of the nightly retrain.")
@@ -82,9 +83,14 @@ class Settings(BaseSettings):
     live_http_timeout_s: float = Field(20.0, gt=0, description="Timeout of one fetch of DSE's page.")
     live_url: str = Field("https://www.dsebd.org/latest_share_price_scroll_l.php",
                           description="DSE latest-share-price page the live connector polls.")
+    eod_schedule: str = Field("0 15 * * 0-4", description="Cron (Asia/Dhaka) that publishes the day's official bars.")
+    eod_url: str = Field("https://www.dsebd.org/day_end_archive.php",
+                         description="DSE day-end archive page `dse eod` reads the official bars from.")
 
     airflow_port: int = Field(8080, description="Airflow api-server (UI) port.")
     airflow_enabled: bool = Field(True, description="Start Airflow with `dse up`.")
+    airflow_dags_paused: bool = Field(
+        False, description="Create the project's DAGs paused (their schedules then wait for a person to unpause).")
     dashboard_port: int = Field(8501, description="Port of the Streamlit dashboard.")
 
     db_backend: Literal["sqlite", "postgres"] = Field(

@@ -7,6 +7,7 @@ import stat
 import subprocess
 import uuid
 
+import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -15,10 +16,10 @@ from sqlalchemy import create_engine, text
 
 import mlflow
 from dse_platform.config import PROJECT_DIR
-from dse_platform.runtime import health
+from dse_platform.runtime import airflow_env, health
 from dse_platform.runtime.services import services
 from dse_platform.runtime.supervisor import port_in_use
-from tests.support.platform import platform_env_for, run_dse, settings_for
+from tests.support.platform import platform_env_for, run_dse, settings_for, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -67,8 +68,18 @@ def _db_round_trip(url: str) -> None:
     engine.dispose()
 
 
+def _project_dags_paused(settings) -> dict[str, bool]:
+    """dag_id -> is_paused of the project's DAGs, through Airflow's REST API."""
+    token = httpx.post(f"{settings.airflow_url}/auth/token", timeout=10, json={
+        "username": "admin", "password": airflow_env.admin_password(settings)}).json()["access_token"]
+    dags = httpx.get(f"{settings.airflow_url}/api/v2/dags", params={"dag_id_pattern": "dse_"}, timeout=10,
+                     headers={"Authorization": f"Bearer {token}"}).json()["dags"]
+    return {d["dag_id"]: d["is_paused"] for d in dags}
+
+
 def test_up_round_trips_then_down_leaves_no_listener(home):
-    env = platform_env_for(home)
+    # the defaults: DAGs are created unpaused, so their schedules run without anyone unpausing them
+    env = {k: v for k, v in platform_env_for(home).items() if k != "DSE_AIRFLOW_DAGS_PAUSED"}
     settings = settings_for(env)
     ports = [p for s in services(settings) for p in s.ports]
     try:
@@ -81,6 +92,9 @@ def test_up_round_trips_then_down_leaves_no_listener(home):
         _kafka_round_trip(settings)
         _mlflow_round_trip(settings)
         _db_round_trip(settings.serving_db_url)
+        dags = wait_for(lambda: (found := _project_dags_paused(settings)) and len(found) >= 4 and found, 180,
+                        "the project's DAGs to be parsed")
+        assert not any(dags.values()), dags
         logs = run_dse(env, "logs", "kafka", "-n", "5")
         assert logs.returncode == 0 and logs.stdout.strip()
     finally:

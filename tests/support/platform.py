@@ -42,6 +42,10 @@ def platform_env_for(home: Path, **extra: str) -> dict[str, str]:
         "DSE_AIRFLOW_PORT": str(free_port()),
         "DSE_POSTGRES_PORT": str(free_port()),
         "DSE_DB_BACKEND": "postgres",
+        # not the default: the tests drive each DAG with `airflow dags test`, and a scheduler running the same
+        # DAGs on their schedules would race those runs (and poll DSE's live site); the default (unpaused) is
+        # checked by test_up_round_trips_then_down_leaves_no_listener, which starts its own platform
+        "DSE_AIRFLOW_DAGS_PAUSED": "true",
         "PYSPARK_PYTHON": sys.executable,
     })
     env.update(extra)
