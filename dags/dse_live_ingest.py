@@ -12,11 +12,11 @@ from airflow.sdk import DAG, Param, task
 
 from dse_platform.config import get_settings
 from dse_platform.orchestration.airflow import hooks
-from dse_platform.orchestration.airflow.defaults import START, default_args
+from dse_platform.orchestration.airflow.defaults import START, default_args, dhaka_cron
 
 with DAG(
     dag_id="dse_live_ingest",
-    schedule=get_settings().live_schedule,
+    schedule=dhaka_cron(get_settings().live_schedule),
     start_date=START,
     catchup=False,
     max_active_runs=1,

@@ -1,7 +1,8 @@
-"""Daily monitoring: feature drift (PSI), live accuracy per model version against the baselines, dead letters.
+"""Daily monitoring of one session: feature drift (PSI), live accuracy vs the strongest baseline, dead letters.
 
-Thresholds are settings (DSE_MONITOR_*). A crossed threshold is logged, recorded as an
-``alert`` model event, and fails the run so it shows red in the UI.
+The run covers the last trading session on or before its logical date (Asia/Dhaka), so a
+rerun gives the same report. Thresholds are settings (DSE_MONITOR_*). A crossed threshold is
+logged, recorded once per session and kind as an ``alert`` model event, and fails the run.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from airflow.sdk import DAG, task
 
 from dse_platform.config import get_settings
 from dse_platform.orchestration.airflow import hooks
-from dse_platform.orchestration.airflow.defaults import START, default_args
+from dse_platform.orchestration.airflow.defaults import START, default_args, dhaka_cron, run_day
 
 with DAG(
     dag_id="dse_monitoring",
-    schedule=get_settings().monitoring_schedule,
+    schedule=dhaka_cron(get_settings().monitoring_schedule),
     start_date=START,
     catchup=False,
     max_active_runs=1,
@@ -24,10 +25,10 @@ with DAG(
 ):
 
     @task
-    def measure() -> dict:
+    def measure(logical_date=None, data_interval_end=None) -> dict:
         from dse_platform.monitoring import daily
 
-        return daily.run(hooks.platform_settings()).as_dict()
+        return daily.run(hooks.platform_settings(), run_day(logical_date, data_interval_end)).as_dict()
 
     @task(retries=0)
     def check_thresholds(report: dict) -> None:

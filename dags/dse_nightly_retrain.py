@@ -1,8 +1,10 @@
-"""Nightly retrain after the DSE close: fold the day's streamed bars into the store, validate, train, gate, report.
+"""Nightly retrain after the DSE close: fold final streamed bars, validate the store, train, validate, deploy, report.
 
 Sunday-Thursday after the 14:30 close (Asia/Dhaka; DSE_RETRAIN_SCHEDULE). Idempotent per
-logical date: folding skips bars the store has, training is cut off at the logical date,
-and a run with no new data holds the current model without training.
+logical date: folding skips bars the store has; train tags its run and version with the
+logical date and a retry reuses that version; validate runs the gate (decision only, noting
+where the alias points); deploy moves the alias only if it still points there and records
+the decision once per date; a run with no new data holds the current model without training.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from airflow.sdk import DAG, task
 
 from dse_platform.config import get_settings
 from dse_platform.orchestration.airflow import hooks
-from dse_platform.orchestration.airflow.defaults import START, default_args
+from dse_platform.orchestration.airflow.defaults import START, default_args, dhaka_cron, run_day
 
 with DAG(
     dag_id="dse_nightly_retrain",
-    schedule=get_settings().retrain_schedule,
+    schedule=dhaka_cron(get_settings().retrain_schedule),
     start_date=START,
     catchup=False,
     max_active_runs=1,
@@ -25,10 +27,10 @@ with DAG(
 ):
 
     @task
-    def fold_streamed_bars(logical_date=None) -> dict:
-        from dse_platform.orchestration import retrain
+    def fold_streamed_bars(logical_date=None, data_interval_end=None) -> dict:
+        from dse_platform.orchestration import fold
 
-        return retrain.fold_streamed_bars(hooks.platform_settings(), logical_date.in_timezone(START.tz).date())
+        return fold.fold_streamed_bars(hooks.platform_settings(), run_day(logical_date, data_interval_end))
 
     @task
     def validate_store(folded: dict) -> dict:
@@ -37,20 +39,34 @@ with DAG(
         return retrain.validate_store(hooks.platform_settings())
 
     @task
-    def train_and_gate(checked: dict, logical_date=None) -> dict:
+    def train(checked: dict, logical_date=None, data_interval_end=None, run_id=None) -> dict:
         from dse_platform.orchestration import retrain
 
-        return retrain.retrain(hooks.platform_settings(), logical_date.in_timezone(START.tz).date())
+        return retrain.train(hooks.platform_settings(), run_day(logical_date, data_interval_end), run_id)
 
     @task
-    def publish_report(folded: dict, checked: dict, outcome: dict, logical_date=None, dag_run=None) -> str:
+    def validate(trained: dict) -> dict | None:
         from dse_platform.orchestration import retrain
 
-        text = retrain.report_text(logical_date.in_timezone(START.tz).date(), folded, checked, outcome)
+        return retrain.validate(hooks.platform_settings(), trained)
+
+    @task
+    def deploy(trained: dict, decision: dict | None, logical_date=None, data_interval_end=None) -> dict:
+        from dse_platform.orchestration import retrain
+
+        return retrain.deploy(hooks.platform_settings(), run_day(logical_date, data_interval_end), trained, decision)
+
+    @task
+    def publish_report(folded: dict, checked: dict, trained: dict, deployed: dict, logical_date=None,
+                       data_interval_end=None, dag_run=None) -> str:
+        from dse_platform.orchestration import retrain
+
+        text = retrain.report_text(run_day(logical_date, data_interval_end), folded, checked, trained, deployed)
         print(text)
-        retrain.publish_report(hooks.platform_settings(), text, outcome, dag_run.dag_id, dag_run.run_id)
+        retrain.publish_report(hooks.platform_settings(), text, trained, dag_run.dag_id, dag_run.run_id)
         return text
 
     folded = fold_streamed_bars()
     checked = validate_store(folded)
-    publish_report(folded, checked, train_and_gate(checked))
+    trained = train(checked)
+    publish_report(folded, checked, trained, deploy(trained, validate(trained)))

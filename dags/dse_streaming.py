@@ -80,5 +80,7 @@ with DAG(
         conf=spark.spark_conf(settings, with_jars=False),
         env_vars=spark.spark_env(settings),
     )
-    health = PredictionsSensor(task_id="predictions_arrived", poke_interval=10, timeout=300, mode="reschedule")
+    health = PredictionsSensor(task_id="predictions_arrived", start="{{ params.start }}", end="{{ params.end }}",
+                               symbols="{{ params.symbols | join(',') }}", poke_interval=10, timeout=300,
+                               mode="reschedule")
     [checked, ready] >> ensure_topics() >> replay(checked) >> stream >> health

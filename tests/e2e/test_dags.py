@@ -9,22 +9,25 @@ import sys
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from airflow.timetables.trigger import CronTriggerTimetable
 from mlflow.tracking import MlflowClient
 
 from dse_platform.config import PROJECT_DIR, Settings
 from dse_platform.contracts import tables
 from dse_platform.data import store
 from dse_platform.data.instruments import DSEX, is_index
+from dse_platform.data.trading_calendar import weekday_calendar
 from dse_platform.errors import PlatformError
-from dse_platform.model import gate, registry, training
-from dse_platform.orchestration import streaming
+from dse_platform.model import features, gate, registry, scoring, training
+from dse_platform.orchestration import retrain, streaming
 from dse_platform.orchestration.airflow import defaults, hooks, sensors
 from dse_platform.serving import database
 from tests.support.platform import DSE, fresh_database, small_store
 
 DAGS = {"dse_nightly_retrain": "retrain_schedule", "dse_streaming": None, "dse_live_ingest": "live_schedule",
-        "dse_monitoring": "monitoring_schedule"}
+        "dse_monitoring": "monitoring_schedule", "dse_end_of_day": "eod_schedule"}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,12 @@ def test_dag_settings(dagbag, dag_id):
     assert str(dag.timezone.name) == "Asia/Dhaka"
     assert dag.catchup is False and dag.max_active_runs == 1
     assert "dse" in dag.tags
-    assert dag.schedule == (getattr(settings, DAGS[dag_id]) if DAGS[dag_id] else None)
+    if DAGS[dag_id] is None:
+        assert dag.schedule is None
+    else:
+        assert isinstance(dag.timetable, CronTriggerTimetable)
+        assert dag.timetable._expression == getattr(settings, DAGS[dag_id])
+        assert dag.timetable._timezone.name == "Asia/Dhaka"
     for t in dag.tasks:
         assert t.owner == defaults.OWNER
         if dag_id != "dse_streaming" and t.task_id != "check_thresholds":
@@ -100,28 +108,37 @@ def test_missing_spark_jars_are_one_clear_error(tmp_path, monkeypatch):
     assert "dse jars" in err.value.fix
 
 
-def test_predictions_sensor_pokes_the_serving_db(tmp_path):
-    settings = Settings(_env_file=None, db_url=f"sqlite:///{tmp_path / 'serving.db'}")
+def test_predictions_sensor_wants_the_ranges_last_session_scored(tmp_path, monkeypatch):
+    days = [dt.date(2025, 8, 3), dt.date(2025, 8, 4), dt.date(2025, 8, 5)]
+    bars = pd.DataFrame([{"symbol": s, "date": d, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0,
+                          "trades": 1, "value_mn": 1.0, "sector": "x", "category": "A", "quality_flags": "",
+                          "source_file": "f"} for s in ("GP", "BATBC") for d in days if (s, d) != ("BATBC", days[2])])
+    store.write_store(tmp_path / "store", bars, weekday_calendar(), {})
+    settings = Settings(_env_file=None, db_url=f"sqlite:///{tmp_path / 'serving.db'}",
+                        DSE_STORE_DIR=tmp_path / "store")
     engine = database.engine(settings)
     database.migrate(engine)
-    start = tables.utcnow()
+    monkeypatch.setattr(hooks, "platform_settings", lambda: settings)
 
-    class Run:
-        start_date = start
-        logical_date = start
+    def poke(symbols: str, start: dt.date = days[0], end: dt.date = dt.date(2025, 8, 10)) -> bool:
+        sensor = sensors.PredictionsSensor(task_id="probe", start=str(start), end=str(end), symbols=symbols)
+        return sensor.poke({})
 
-    sensor = sensors.PredictionsSensor(task_id="probe", min_predictions=1)
-    import os
-
-    os.environ["DSE_DB_URL"] = settings.db_url
-    try:
-        assert sensor.poke({"dag_run": Run}) is False
+    def predict(symbol: str, day: dt.date) -> None:
         database.upsert(engine, tables.predictions, [{
-            "symbol": "GP", "date": dt.date(2025, 8, 3), "probability": 0.6, "label": 1, "model_name": "m",
+            "symbol": symbol, "date": day, "probability": 0.6, "label": 1, "model_name": "m",
             "model_version": "1", "feature_version": "1", "produced_at": 0}])
-        assert sensor.poke({"dag_run": Run}) is True
-    finally:
-        del os.environ["DSE_DB_URL"]
+
+    assert poke("") is False
+    predict("GP", days[1])
+    assert poke("gp, batbc") is False  # the range's last session (GP's 5th) has no prediction yet
+    assert poke("BATBC", end=days[1]) is False and poke("GP", end=days[1]) is True
+    predict("BATBC", days[1])
+    assert poke("BATBC") is True  # BATBC's last session in the store is the 4th
+    predict("GP", days[2])
+    assert poke("") is True and poke("GP,BATBC") is True
+    with pytest.raises(PlatformError, match="no bars between 2025-08-09 and 2025-08-10"):
+        poke("", start=dt.date(2025, 8, 9))
 
 
 # ---- airflow dags test against the real services ------------------------------------------------
@@ -185,33 +202,96 @@ def test_streaming_dag_replays_submits_and_sees_predictions(dag_env):
         gate.promote(settings, version, force=True)
     conf = {"start": "2025-05-01", "end": "2025-08-25", "symbols": dag_env["symbols"][:20], "speed": 0,
             "trigger": "available-now", "run_time_limit_s": 0}
-    proc = dags_test(env, "dse_streaming", conf)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    assert "spark-submit" in out and "failed" not in out.lower().split("dagrun finished")[-1][:400]
-    preds = database.read_frame(database.engine(settings), "predictions")
+    engine = database.engine(settings)
+    for attempt in ("first", "again"):  # the same range twice: the second run re-sends bars already processed
+        proc = dags_test(env, "dse_streaming", conf)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"{attempt} run: {out[-6000:]}"
+        assert "spark-submit" in out and "failed" not in out.lower().split("dagrun finished")[-1][:400]
+        if attempt == "first":
+            preds = database.read_frame(engine, "predictions")
+            dead = database.read_frame(engine, "dead_letters")
     assert len(preds) > 0 and set(preds["symbol"]) <= set(conf["symbols"])
+    pd.testing.assert_frame_equal(database.read_frame(engine, "dead_letters"), dead)  # no new dead letters
+    pd.testing.assert_frame_equal(database.read_frame(engine, "predictions"), preds)
 
     bad = dags_test(env, "dse_streaming", {**conf, "start": "2025-09-01"})
     assert "is after end" in bad.stdout + bad.stderr
 
 
+MONITORED = dt.date(2025, 8, 25)
+
+
+def _stream_like(settings: Settings, symbols: list[str]) -> None:
+    """What the stream would have stored for the weeks to MONITORED: bars, features, production's outcomes."""
+    bars = store.read_bars(settings.store_dir, start=dt.date(2025, 3, 1), end=MONITORED, symbols=symbols)
+    bars = features.drop_synthetic(bars).sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+    feats = features.compute(bars)
+    recent = (bars["date"] > MONITORED - dt.timedelta(days=45)).to_numpy() & feats["valid"].to_numpy()
+    engine = database.engine(settings)
+    database.upsert(engine, tables.bars, bars.loc[recent, ["symbol", "date", "open", "high", "low", "close",
+                                                          "volume"]].assign(source="replay", produced_at=0))
+    database.upsert(engine, tables.features, [
+        {"symbol": b.symbol, "date": b.date, "feature_version": features.FEATURE_VERSION,
+         "values": features.encode(f)} for b, (_, f) in zip(bars[recent].itertuples(), feats[recent].iterrows(),
+                                                             strict=True)])
+    if registry.production_ref(settings) is None:
+        gate.promote(settings, training.train(settings, cutoff=MONITORED).version, force=True)
+    ref = registry.production_ref(settings)
+    p = scoring.probabilities(registry.load(settings, ref), feats.loc[recent, features.FEATURE_NAMES])
+    _outcomes(engine, bars[recent].assign(label=(p > 0.5).astype(int), probability=p), ref.version)
+
+
+def _outcomes(engine, scored: pd.DataFrame, version: str) -> None:
+    nxt = scored.groupby("symbol")["close"].shift(-1)
+    done = scored[nxt.notna()].assign(actual=(nxt[nxt.notna()] > scored["close"]).astype(int))
+    database.upsert(engine, tables.prediction_outcomes, [
+        {"symbol": r.symbol, "date": r.date, "next_date": r.date, "probability": float(r.probability),
+         "label": int(r.label), "actual": int(r.actual), "correct": bool(r.label == r.actual),
+         "model_version": version} for r in done.itertuples()])
+
+
 @pytest.mark.services
-def test_monitoring_dag_passes_then_alerts_past_a_threshold(dag_env):
+def test_monitoring_passes_at_the_defaults_then_alerts_on_a_constant_model(dag_env):
+    """At the DEFAULT thresholds: clean streamed data passes; a constant model's outcomes alert, once per session."""
     env, settings = dag_env["env"], dag_env["settings"]
     engine = database.engine(settings)
     database.migrate(engine)
-    ok = dags_test({**env, "DSE_MONITOR_PSI_THRESHOLD": "1000", "DSE_MONITOR_MIN_OUTCOMES": "1000000"},
-                   "dse_monitoring")
+    _stream_like(settings, dag_env["symbols"])
+    at = "2025-08-25T16:00:00+06:00"
+    ok = dags_test(env, "dse_monitoring", logical_date=at)
     assert ok.returncode == 0, (ok.stdout + ok.stderr)[-5000:]
-    database.upsert(engine, tables.dead_letters, [{"topic": "t", "partition": 0, "offset": 1,
-                                                         "raw": b"x", "reason": "invalid_json"}])
-    alert = dags_test({**env, "DSE_MONITOR_MAX_DEAD_LETTERS": "0", "DSE_MONITOR_PSI_THRESHOLD": "1000",
-                       "DSE_MONITOR_MIN_OUTCOMES": "1000000"}, "dse_monitoring")
-    assert "dead letters in the last day" in alert.stdout + alert.stderr
-    events = database.read_events(engine)
-    assert (events["event"] == "alert").any()
-    assert "failed" in (alert.stdout + alert.stderr).lower()
+
+    # production replaced by a constant "up" model: its outcomes are what the stream would record
+    scored = store.read_bars(settings.store_dir, start=MONITORED - dt.timedelta(days=29), end=MONITORED,
+                             symbols=dag_env["symbols"]).sort_values(["symbol", "date"])
+    _outcomes(engine, scored.assign(label=1, probability=1.0), "constant")
+    for _ in range(2):  # a rerun of the same day records no second alert
+        alert = dags_test(env, "dse_monitoring", logical_date=at)
+        out = alert.stdout + alert.stderr
+        assert alert.returncode != 0 and "live accuracy of version constant" in out, out[-5000:]
+    events = database.read_events(engine, limit=500)
+    alerts = events[(events["event"] == "alert") & events["details"].str.contains("version constant")]
+    assert len(alerts) == 1 and '"session": "2025-08-25"' in alerts["details"].iloc[0]
+
+
+@pytest.mark.services
+def test_a_retrain_task_failing_after_training_then_retried_makes_one_version(dag_env):
+    """The train step registered a version, then the task failed; its retry reuses that version."""
+    settings = dag_env["settings"]
+    client = MlflowClient(settings.tracking_uri)
+    day = dt.date(2025, 8, 27)
+    before = len(client.search_model_versions(f"name='{settings.model_name}'"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registry, "tag_version", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("task killed")))
+        with pytest.raises(RuntimeError, match="task killed"):
+            retrain.train(settings, day, "manual__try1")
+    made = client.search_model_versions(f"name='{settings.model_name}'")
+    assert len(made) == before + 1
+    again = retrain.train(settings, day, "manual__try2")
+    assert again["reused"] and again["version"] == str(max(int(mv.version) for mv in made))
+    assert len(client.search_model_versions(f"name='{settings.model_name}'")) == before + 1
+    assert client.get_run(again["run_id"]).data.tags["logical_date"] == str(day)
 
 
 @pytest.mark.services

@@ -25,6 +25,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from dse_platform.config import Settings
+from dse_platform.contracts.records import MAX_DEADLETTER_RAW_BYTES
 from dse_platform.data import store
 from dse_platform.model import features, gate, registry, training
 from dse_platform.serving import database
@@ -86,9 +87,16 @@ def hostile_records() -> list[tuple[bytes | None, str]]:
     ]
 
 
+def _sent_again(bars: pd.DataFrame) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+    """A bar encoded as replay does with a new stamp, and a correction of it (another volume)."""
+    identical = replay.encode_day(bars, 2)[0]
+    different = replay.encode_day(bars.assign(volume=bars["volume"].fillna(0) + 1), 2)[0]
+    return identical, different
+
+
 @pytest.fixture(scope="module")
 def topic(platform, shipped_store, symbols) -> dict:
-    """Bars of the symbols replayed into a fresh topic, hostile records and duplicates mixed in."""
+    """Bars of the symbols replayed into a fresh topic, hostile records, re-sent bars and corrections mixed in."""
     _, target = shipped_store
     name = f"bars-{uuid.uuid4().hex[:8]}"
     cfg = platform.model_copy(update={"store_dir_override": target, "bars_topic": name,
@@ -98,15 +106,20 @@ def topic(platform, shipped_store, symbols) -> dict:
     replay.replay(cfg, START, half, symbols, progress=False, echo=lambda _: None)
     prod = kafka_io.producer(cfg, max_request_size=2_000_000)
     bad = hostile_records()
+    # the last bar replayed so far of the first instrument (in its window) and the first of the second (older
+    # than its window: the sink compares it with the stored bar), each sent again as is and corrected
+    last = replay.load_bars(cfg, START, half, symbols[:1]).tail(1)
+    oldest = replay.load_bars(cfg, START, half, symbols[1:2]).head(1)
+    (in_window, in_window_fix), (late, late_fix) = _sent_again(last), _sent_again(oldest)
+    corrections = [(in_window_fix[1], "duplicate"), (late_fix[1], "duplicate")]
     futures = [prod.send(name, key=f"bad-{i}", value=value) for i, (value, _) in enumerate(bad)]
-    # a duplicate: the last bar replayed so far of the first instrument, encoded as replay does, sent again
-    first = store.read_bars(target, end=half, symbols=symbols[:1], columns=replay.REPLAY_COLUMNS).tail(1)
-    dup_key, dup = replay.encode_day(first.drop(columns=["quality_flags"]), 2)[0]
-    futures.append(prod.send(name, key=dup_key, value=dup))
+    resent = [prod.send(name, key=key, value=value) for key, value in (in_window, late)]
+    futures += [*resent, *(prod.send(name, key=key, value=value) for key, value in (in_window_fix, late_fix))]
     kafka_io.flush_or_fail(prod, futures)
     prod.close()
     replay.replay(cfg, half + dt.timedelta(days=1), END, symbols, progress=False, echo=lambda _: None)
-    return {"cfg": cfg, "bad": [*bad, (dup, "duplicate")]}
+    return {"cfg": cfg, "bad": [*bad, *corrections],
+            "resent": [(f.get().partition, f.get().offset) for f in resent]}
 
 
 def job_env(platform_env: dict, served: Settings, topic: dict, **extra: str) -> dict[str, str]:
@@ -136,7 +149,7 @@ def tables(url: str) -> dict[str, pd.DataFrame]:
     for name, cols in {"predictions": ["symbol", "date", "probability", "label", "model_version"],
                        "prediction_outcomes": ["symbol", "date", "next_date", "actual", "correct", "model_version"],
                        "bars": ["symbol", "date", "close", "volume"],
-                       "dead_letters": ["topic", "partition", "offset", "reason"]}.items():
+                       "dead_letters": ["topic", "partition", "offset", "reason", "raw_size"]}.items():
         frame = database.read_frame(engine, name)[cols]
         out[name] = frame.sort_values(cols[:3]).reset_index(drop=True)
     out["features"] = database.read_frame(engine, "features")
@@ -187,7 +200,15 @@ def test_every_hostile_record_is_a_dead_letter_with_its_reason(reference, topic)
     assert "ZZBAD" not in set(reference["tables"]["bars"]["symbol"])
     engine = database.engine(Settings(_env_file=None, db_url=reference["url"]))
     raw = database.read_frame(engine, "dead_letters")
-    assert {bytes(v) for v in raw["raw"] if v is not None} >= {v for v, _ in topic["bad"] if v}
+    kept = {(bytes(v), int(size)) for v, size in zip(raw["raw"], raw["raw_size"], strict=True) if v is not None}
+    assert kept >= {(v[:MAX_DEADLETTER_RAW_BYTES], len(v)) for v, _ in topic["bad"] if v}
+
+
+def test_a_bar_sent_again_unchanged_is_counted_resent_not_a_dead_letter(reference, topic):
+    dead = reference["tables"]["dead_letters"]
+    ours = dead[dead["topic"] == topic["cfg"].bars_topic]
+    assert len(topic["resent"]) == 2
+    assert not set(topic["resent"]) & set(zip(ours["partition"], ours["offset"], strict=True))
 
 
 def test_outcomes_resolve_against_the_next_session(reference, served):

@@ -122,3 +122,65 @@ def render_page(rows: list[Row], as_of: dt.datetime, *, headers: list[str] | Non
 </table></div>
 <p>* Last Traded Price, Closing Price, Yesterday's Closing Price</p>
 </div></body></html>"""
+
+
+# ---- the day-end archive page (day_end_archive.php), the same rows with their date and open ---------
+
+DAY_END_HEADERS = ["#", "DATE", "TRADING CODE", "LTP*", "HIGH", "LOW", "OPENP*", "CLOSEP*", "YCP", "TRADE",
+                   "VALUE (mn)", "VOLUME"]
+
+
+@dataclass(frozen=True)
+class DayEndRow(Row):
+    """One instrument as the day-end archive shows it: the live page's row plus its date and open."""
+
+    date: dt.date
+    open: Decimal
+
+    @property
+    def traded(self) -> bool:
+        return any((self.ltp, self.open, self.high, self.low))
+
+    def expected(self) -> dict:
+        """The fields the day-end parser should return for this row."""
+        return {"symbol": self.symbol, "date": self.date, "ltp": float(self.ltp), "high": float(self.high),
+                "low": float(self.low), "open": float(self.open), "close": float(self.close),
+                "ycp": float(self.ycp), "trades": self.trades, "value_mn": float(self.value_mn),
+                "volume": self.volume}
+
+
+def load_day_end_rows(path: Path = ARCHIVE_CSV) -> list[DayEndRow]:
+    """The same complete rows as :func:`load_rows`, with the archive's date and open price."""
+    with path.open(newline="") as fh:
+        extra = {rec["Scrip"]: (dt.date.fromisoformat(rec["DATE"]), _dec(rec["Open"])) for rec in csv.DictReader(fh)}
+    return [DayEndRow(**vars(row), date=extra[row.symbol][0], open=extra[row.symbol][1]) for row in load_rows(path)]
+
+
+def day_end_cells(n: int, row: DayEndRow) -> list[str]:
+    dash = n % 2 == 0
+    code = f'<a href="displayCompany.php?name={row.symbol}" class="ab1">{row.symbol}</a>'
+    numbers = [row.ltp, row.high, row.low, row.open, row.close, row.ycp, row.trades, row.value_mn, row.volume]
+    return [str(n), row.date.isoformat(), code, *(fmt(v, dash) for v in numbers)]
+
+
+def render_day_end_page(rows: list[DayEndRow], *, headers: list[str] | None = None,
+                        table_class: str = TABLE_CLASS, cells: dict[int, list[str]] | None = None) -> str:
+    """The day-end archive page for ``rows``; keyword arguments break its layout on purpose (as render_page)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in (DAY_END_HEADERS if headers is None else headers))
+    body = []
+    for n, row in enumerate(rows, start=1):
+        row_html = (cells or {}).get(n) or day_end_cells(n, row)
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in row_html) + "</tr>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Day End Archive | Dhaka Stock Exchange</title></head>
+<body><div class="container">
+<h2 class="BodyHead topBodyHead">Day End Summary</h2>
+<div class="table-responsive inner-scroll">
+<table class="{table_class}">
+<thead><tr>{head}</tr></thead>
+<tbody>
+{chr(10).join(body)}
+</tbody>
+</table></div>
+<p>* Last Traded Price, Opening Price, Closing Price</p>
+</div></body></html>"""

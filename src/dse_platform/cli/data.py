@@ -1,4 +1,4 @@
-"""`dse ingest/topics/replay/live`: data into the store and onto Kafka."""
+"""`dse ingest/topics/replay/live/eod`: data into the store and onto Kafka."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dse_platform.cli.console import console, echo, parse_date, parse_speed, par
 from dse_platform.config import get_settings
 from dse_platform.data import ingest as ingest_mod
 from dse_platform.data.quality import REJECT_RULES
+from dse_platform.data.trading_calendar import today_dhaka
 from dse_platform.streams import kafka_io
 from dse_platform.streams import replay as replay_mod
 
@@ -83,3 +84,14 @@ def live(max_polls: int = typer.Option(None, help="Stop after this many polls (d
     from dse_platform.streams import live
 
     live.run(get_settings(), max_polls=max_polls)
+
+
+@app.command()
+def eod(
+    day: str = typer.Option(None, "--date", help="Trading date (YYYY-MM-DD; default: today in Asia/Dhaka)."),
+) -> None:
+    """Publish a session's official end-of-day bars from DSE's day-end archive to the bars topic."""
+    from dse_platform.streams import end_of_day
+
+    result = end_of_day.publish_day(get_settings(), parse_date(day, "--date") or today_dhaka())
+    echo(result.summary())

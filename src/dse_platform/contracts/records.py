@@ -63,7 +63,7 @@ class BarRecord(WireRecord):
     volume: float | None = Field(description="shares traded")
     trades: int | None = Field(description="number of trades")
     value_mn: float | None = Field(description="turnover in million BDT")
-    source: Literal["replay", "live"]
+    source: Literal["replay", "live", "eod"] = Field(description="eod: DSE's official day-end bar (`dse eod`)")
     produced_at: int = Field(description="when the record was produced, epoch ms")
 
 

@@ -124,7 +124,8 @@ dead_letters = Table(
     Column("topic", String, primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("offset", BigInteger, primary_key=True),
-    Column("raw", LargeBinary),
+    Column("raw", LargeBinary),  # the first MAX_DEADLETTER_RAW_BYTES (records.py)
+    Column("raw_size", BigInteger),  # length of the raw bytes before the cut; null for rows older than 0002
     Column("reason", String, nullable=False),
     Column("field", String),  # the offending field, when known
     _stamp("received_at"),

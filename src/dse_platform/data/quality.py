@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dse_platform.data.formats import ParsedFile
+from dse_platform.data.formats import RAW_COLUMNS, ParsedFile
 from dse_platform.data.instruments import INDEX_SYMBOLS
 from dse_platform.data.rules import (
     MIN_TRADING_INSTRUMENTS,
@@ -55,6 +56,22 @@ def _parse_dates(text: pd.Series) -> pd.Series:
     us = pd.to_datetime(text.str.strip(), format="%m/%d/%Y", errors="coerce")
     iso = pd.to_datetime(text.str.strip(), format="%Y-%m-%d", errors="coerce")
     return us.fillna(iso)
+
+
+def check_bars(bars: pd.DataFrame, reference: pd.DataFrame, source_format: str,
+               today: dt.date | None = None) -> RuleOutcome:
+    """The ingest rules over bars that are already numbers (e.g. the stream's final bars), as one file.
+
+    ``bars`` has the canonical columns and ``source_file``; it goes through `apply_rules` in the
+    raw text layout, so folded bars get exactly the flags and rejects ingest would give them.
+    """
+    text = bars.assign(date=bars["date"].astype(str), source_line=np.arange(1, len(bars) + 1),
+                       source_format=source_format, ycp="")
+    for col in NUMERIC_COLS[:-1]:
+        values = text[col].astype("Float64") if col in text else pd.Series(pd.NA, index=text.index)
+        text[col] = values.astype(object).map(lambda v: "" if pd.isna(v) else repr(float(v)))
+    parsed = ParsedFile(Path(source_format), source_format, text.reindex(columns=RAW_COLUMNS))
+    return apply_rules([parsed], reference, today)
 
 
 def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date | None = None) -> RuleOutcome:

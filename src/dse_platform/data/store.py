@@ -9,17 +9,28 @@ Layout under ``var/store`` (or DSE_STORE_DIR)::
     quality_report.json        counts per rule and per instrument
     quality_by_symbol.csv      the per-instrument counts as a table
 
-A store is replaced atomically: a new one is written beside the old and swapped in
-by rename, so a failed ingest leaves the previous store as it was.
+``store`` is a symlink to a generation folder beside it (``.store-<id>``). A write fills a
+new generation, then replaces the symlink with ``os.replace`` (atomic): a reader sees the
+old store or the new one, never none, and a failed write leaves the old one as it was.
+The previous generation is kept until the next write, so a read that began before a swap
+finishes on it. Writers hold an exclusive ``fcntl`` lock on ``<store>.lock`` (`writer_lock`)
+for their whole read-modify-write. A plain-folder store from earlier versions becomes a
+generation on its next write.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import shutil
-from collections.abc import Iterable
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -35,6 +46,11 @@ SCHEMA = pa.schema([
     ("volume", pa.float64()), ("trades", pa.int64()), ("value_mn", pa.float64()),
     ("sector", pa.string()), ("category", pa.string()), ("quality_flags", pa.string()), ("source_file", pa.string()),
 ])
+#: how long a writer waits for another writer's lock before refusing
+LOCK_WAIT_S = 600.0
+_READ_ATTEMPTS = 3
+_held = threading.local()
+T = TypeVar("T")
 
 
 def bars_dir(store: Path) -> Path:
@@ -45,32 +61,90 @@ def exists(store: Path) -> bool:
     return (store / "calendar.json").exists() and bars_dir(store).exists()
 
 
+def lock_path(store: Path) -> Path:
+    return store.with_name(f"{store.name}.lock")
+
+
+@contextmanager
+def writer_lock(store: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the store's exclusive writer lock; re-entrant within a thread, waits ``wait_s`` for another writer."""
+    key = str(store.absolute())
+    held: set[str] = _held.__dict__.setdefault("paths", set())
+    if key in held:
+        yield
+        return
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path(store), "a+") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PlatformError(f"another writer has held the store lock {lock_path(store)} for {wait_s:.0f} s",
+                                        "wait for the running ingest or fold to finish (`dse status`), "
+                                        "then run this again") from None
+                time.sleep(0.2)
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _generations(store: Path) -> list[Path]:
+    return [p for p in store.parent.glob(f".{store.name}-*") if p.is_dir() and not p.is_symlink()]
+
+
 def write_store(store: Path, bars: pd.DataFrame, calendar: TradingCalendar,
                 extra_files: dict[str, str | bytes]) -> None:
-    """Write a complete store into a temporary sibling folder, then swap it in."""
-    store.parent.mkdir(parents=True, exist_ok=True)
-    tmp = store.with_name(f".{store.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        frame = bars.assign(year=pd.to_datetime(bars["date"]).dt.year).sort_values(["date", "symbol"])
-        table = pa.Table.from_pandas(frame, schema=SCHEMA.append(pa.field("year", pa.int32())),
-                                     preserve_index=False)
-        ds.write_dataset(table, bars_dir(tmp), format="parquet", partitioning=["year"],
-                         partitioning_flavor="hive", existing_data_behavior="error",
-                         file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"))
-        calendar.save(tmp / "calendar.json")
-        for name, content in extra_files.items():
-            target = tmp / name
-            target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
-        old = store.with_name(f".{store.name}.old-{os.getpid()}")
-        if store.exists():
-            store.rename(old)
-        tmp.rename(store)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Write a complete store into a new generation folder, then point the ``store`` symlink at it."""
+    with writer_lock(store):
+        target = store.with_name(f".{store.name}-{uuid.uuid4().hex[:12]}")
+        target.mkdir()
+        try:
+            frame = bars.assign(year=pd.to_datetime(bars["date"]).dt.year).sort_values(["date", "symbol"])
+            table = pa.Table.from_pandas(frame, schema=SCHEMA.append(pa.field("year", pa.int32())),
+                                         preserve_index=False)
+            ds.write_dataset(table, bars_dir(target), format="parquet", partitioning=["year"],
+                             partitioning_flavor="hive", existing_data_behavior="error",
+                             file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"))
+            calendar.save(target / "calendar.json")
+            for name, content in extra_files.items():
+                path = target / name
+                path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+            previous = _swap(store, target)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        for old in _generations(store):
+            if old.name not in (target.name, previous):
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _swap(store: Path, target: Path) -> str | None:
+    """Point ``store`` at ``target`` atomically; the name of the generation it pointed at before."""
+    if store.exists() and not store.is_symlink():  # a plain folder from earlier versions becomes a generation
+        store.rename(store.with_name(f".{store.name}-legacy-{uuid.uuid4().hex[:6]}"))
+    previous = os.readlink(store) if store.is_symlink() else None
+    link = store.with_name(f".{store.name}.link-{uuid.uuid4().hex[:6]}")
+    link.symlink_to(target.name)
+    os.replace(link, store)
+    return previous
+
+
+def _current(store: Path, read: Callable[[Path], T]) -> T:
+    """``read`` on the generation ``store`` points at, again if a writer swapped it away mid-read."""
+    for attempt in range(_READ_ATTEMPTS):
+        root = store.resolve()
+        try:
+            return read(root)
+        except OSError:
+            if attempt == _READ_ATTEMPTS - 1 or store.resolve() == root:
+                raise
+    raise AssertionError("unreachable")
 
 
 def read_bars(store: Path, start: dt.date | None = None, end: dt.date | None = None,
@@ -78,7 +152,6 @@ def read_bars(store: Path, start: dt.date | None = None, end: dt.date | None = N
     """Bars ordered by (date, symbol), optionally filtered; ``date`` comes back as datetime.date."""
     if not exists(store):
         raise PlatformError(f"no bar store at {store}", "run `dse ingest` first")
-    dataset = ds.dataset(bars_dir(store), format="parquet", partitioning="hive")
     cond = None
     if start is not None:
         cond = ds.field("date") >= pa.scalar(start, pa.date32())
@@ -90,7 +163,9 @@ def read_bars(store: Path, start: dt.date | None = None, end: dt.date | None = N
         cond = c if cond is None else cond & c
     cols = columns or [f.name for f in SCHEMA]
     # the result is ordered by (date, symbol), so both are always read
-    table = dataset.to_table(columns=list(dict.fromkeys([*cols, "date", "symbol"])), filter=cond)
+    wanted = list(dict.fromkeys([*cols, "date", "symbol"]))
+    table = _current(store, lambda root: ds.dataset(bars_dir(root), format="parquet", partitioning="hive")
+                     .to_table(columns=wanted, filter=cond))
     frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get, date_as_object=True)
     return frame.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
 
@@ -99,7 +174,13 @@ def read_calendar(store: Path) -> TradingCalendar:
     path = store / "calendar.json"
     if not path.exists():
         raise PlatformError(f"no trading calendar at {path}", "run `dse ingest` first")
-    return TradingCalendar.load(path)
+    return _current(store, lambda root: TradingCalendar.load(root / "calendar.json"))
+
+
+def read_extra(store: Path, names: Iterable[str]) -> dict[str, bytes]:
+    """The named side files (rejects, quality report ...) the store holds, to carry into a rewrite."""
+    return _current(store, lambda root: {name: (root / name).read_bytes() for name in names
+                                         if (root / name).exists()})
 
 
 def parquet_files(store: Path) -> list[Path]:
@@ -107,4 +188,4 @@ def parquet_files(store: Path) -> list[Path]:
 
 
 def row_count(store: Path) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in parquet_files(store))
+    return _current(store, lambda root: sum(pq.ParquetFile(p).metadata.num_rows for p in parquet_files(root)))

@@ -1,12 +1,18 @@
-"""The champion/challenger gate: the decision to move the serving alias, and its record."""
+"""The champion/challenger gate: the decision to move the serving alias (`evaluate`), and acting on it (`apply`).
+
+The two are apart so the nightly retrain can decide in one task and deploy in another; `apply`
+moves the alias only if it still points where `evaluate` saw it, so a promotion made in the
+MLflow UI in between is never overwritten. `promote` does both at once for `dse promote`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import mlflow
@@ -30,6 +36,13 @@ class Decision:
     baseline_scores: dict[str, float]
     window: str
     reason: str
+    #: the version the alias pointed at when the decision was made (None: no alias)
+    alias_version: str | None = None
+    forced: bool = False
+
+    @property
+    def event(self) -> str:
+        return "held" if not self.promoted else "forced" if self.forced else "promoted"
 
 
 def _gate_rows(settings: Settings, run) -> tuple[pd.DataFrame, str]:
@@ -80,11 +93,12 @@ def evaluate_gate(settings: Settings, client: MlflowClient, challenger: ModelRef
                     base, window, reason)
 
 
-def _record(settings: Settings, decision: Decision, event: str, source: str) -> None:
+def _record(settings: Settings, decision: Decision, source: str) -> None:
     """The decision as an MLflow run of the gate experiment and as a `model_events` row."""
+    event = decision.event
     mlflow.set_experiment(GATE_EXPERIMENT)
     with mlflow.start_run(run_name=f"{event}-v{decision.challenger}"):
-        mlflow.set_tags({"decision": event, "challenger": decision.challenger,
+        mlflow.set_tags({"decision": event, "challenger": decision.challenger, "source": source,
                          "champion": decision.champion or "none", "reason": decision.reason[:500]})
         mlflow.log_params({"metric": decision.metric, "window": decision.window, "margin": settings.gate_margin})
         mlflow.log_metrics({"challenger_score": decision.challenger_score,
@@ -95,15 +109,24 @@ def _record(settings: Settings, decision: Decision, event: str, source: str) -> 
     engine = database.engine(settings)
     database.migrate(engine)
     database.record_event(engine, event, settings.model_name, version=decision.challenger,
-                            previous_version=decision.champion, source=source,
-                            details=json.loads(json.dumps(asdict(decision), default=str)))
+                          previous_version=decision.champion, source=source,
+                          details=json.loads(json.dumps(asdict(decision), default=str)))
 
 
-def promote(settings: Settings, version: str | None = None, force: bool = False,
-            source: str = "dse promote") -> Decision:
-    """Run the gate for ``version`` (default: the newest) and move the alias only if it passes.
+def alias_version(settings: Settings, client: MlflowClient) -> str | None:
+    """The version the serving alias points at now (None when it is not set)."""
+    try:
+        return str(client.get_model_version_by_alias(settings.model_name, settings.model_alias).version)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise
+        return None
 
-    ``force`` moves the alias without the gate (for people; recorded as ``forced``).
+
+def evaluate(settings: Settings, version: str | None = None, force: bool = False) -> Decision:
+    """The gate's decision for ``version`` (default: the newest), without moving anything.
+
+    ``force`` skips the gate (for people; recorded as ``forced``).
     """
     client = connect(settings)
     name = settings.model_name
@@ -120,14 +143,35 @@ def promote(settings: Settings, version: str | None = None, force: bool = False,
     if champion is not None and champion.version == challenger.version and champion.found_by == "alias":
         raise PlatformError(f"version {challenger.version} is already {settings.model_alias}",
                             "train a new version first, or name another with --version")
+    seen = champion.version if champion is not None and champion.found_by == "alias" else None
     if force:
-        decision = Decision(True, challenger.version, champion.version if champion else None, settings.gate_metric,
-                            float("nan"), None, {}, "", "forced by a person, gate skipped")
-        event = "forced"
-    else:
-        decision = evaluate_gate(settings, client, challenger, champion)
-        event = "promoted" if decision.promoted else "held"
-    if decision.promoted:
-        client.set_registered_model_alias(name, settings.model_alias, challenger.version)
-    _record(settings, decision, event, source)
+        return Decision(True, challenger.version, champion.version if champion else None, settings.gate_metric,
+                        float("nan"), None, {}, "", "forced by a person, gate skipped", seen, forced=True)
+    return replace(evaluate_gate(settings, client, challenger, champion), alias_version=seen)
+
+
+def apply(settings: Settings, decision: Decision, source: str) -> Decision:
+    """Act on ``decision``: move the alias if it promotes and the alias is still where it was seen; record it.
+
+    If someone moved the alias since the decision, nothing moves and the record says ``held``.
+    A decision whose move already happened (a retried deploy) is recorded as made, not moved again.
+    """
+    client = connect(settings)
+    now = alias_version(settings, client)
+    if decision.promoted and now not in (decision.alias_version, decision.challenger):
+        decision = replace(decision, promoted=False, reason=(
+            f"alias moved by someone else since validation: it pointed at version {decision.alias_version}, "
+            f"now at {now}"))
+    if decision.promoted and now != decision.challenger:
+        client.set_registered_model_alias(settings.model_name, settings.model_alias, decision.challenger)
+    _record(settings, decision, source)
     return decision
+
+
+def promote(settings: Settings, version: str | None = None, force: bool = False,
+            source: str = "dse promote") -> Decision:
+    """Run the gate for ``version`` (default: the newest) and move the alias only if it passes.
+
+    ``force`` moves the alias without the gate (for people; recorded as ``forced``).
+    """
+    return apply(settings, evaluate(settings, version, force), source)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
@@ -78,21 +81,38 @@ def production_ref(settings: Settings, client: MlflowClient | None = None) -> Mo
     return version_ref(client, max(staged, key=lambda mv: int(mv.version)), "stage")
 
 
-def load(settings: Settings, ref: ModelRef) -> Pipeline:
-    """The version's scikit-learn pipeline, after checking it fits the feature module."""
-    uri = f"models:/{ref.name}/{ref.version}"
+def check_feature_version(ref: ModelRef) -> None:
+    """Refuse a version trained on other features before anything is downloaded."""
     if ref.feature_version != features.FEATURE_VERSION:
         raise PlatformError(
             f"{ref.name} version {ref.version} was trained with feature version {ref.feature_version}, "
             f"this code computes version {features.FEATURE_VERSION}",
             "retrain (`dse train`) and promote a model of the current feature version")
-    info = mlflow.models.get_model_info(uri)
-    inputs = info.signature.inputs.input_names() if info.signature else None
+
+
+def download(settings: Settings, ref: ModelRef, dst: Path) -> Path:
+    """The version's MLflow model folder, copied under ``dst``: loading and the local cache both read it."""
+    check_feature_version(ref)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{ref.name}/{ref.version}",
+                                                    dst_path=str(dst), tracking_uri=settings.tracking_uri))
+
+
+def load_local(path: Path, ref: ModelRef) -> Pipeline:
+    """The pipeline in a local MLflow model folder, after checking it fits the feature module (no server needed)."""
+    check_feature_version(ref)
+    signature = Model.load(str(path)).signature
+    inputs = signature.inputs.input_names() if signature else None
     if inputs != features.FEATURE_NAMES:
         raise PlatformError(
             f"{ref.name} version {ref.version} has input signature {inputs}, the feature module produces "
             f"{features.FEATURE_NAMES}", "retrain with `dse train` so the signature matches the features")
-    return mlflow.sklearn.load_model(uri)
+    return mlflow.sklearn.load_model(str(path))
+
+
+def load(settings: Settings, ref: ModelRef) -> Pipeline:
+    """The version's scikit-learn pipeline, after checking it fits the feature module."""
+    with tempfile.TemporaryDirectory(prefix="dse-model-") as tmp:
+        return load_local(download(settings, ref, Path(tmp)), ref)
 
 
 def list_models(settings: Settings) -> pd.DataFrame:

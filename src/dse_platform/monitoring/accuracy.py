@@ -5,22 +5,31 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+from sqlalchemy import select
 
+from dse_platform.contracts import tables
 from dse_platform.serving import database
 
+#: accuracy baselines; "majority" calls the window's more frequent outcome for every row (on DSE: not up),
+#: the strongest constant call, so a constant model can never pass as better than a baseline
+BASELINES = ("baseline_always_up", "baseline_majority", "baseline_yesterday_sign")
 
-def live_accuracy(engine, since: dt.date) -> pd.DataFrame:
-    """Accuracy per model version on resolved outcomes since ``since``, beside always-up and yesterday's sign."""
-    outcomes = database.read_frame(engine, "prediction_outcomes")
+
+def live_accuracy(engine, since: dt.date, until: dt.date) -> pd.DataFrame:
+    """Accuracy per model version on outcomes of bars dated ``since``..``until``, beside the baselines."""
+    table = tables.prediction_outcomes
+    outcomes = database.read_frame(engine, select(table).where(table.c.date >= since, table.c.date <= until))
     if outcomes.empty:
         return pd.DataFrame()
-    outcomes = outcomes[outcomes["date"] >= since]
-    bars = database.read_frame(engine, "bars")[["symbol", "date", "close"]].sort_values(["symbol", "date"])
+    bars = database.read_frame(engine, select(tables.bars.c.symbol, tables.bars.c.date, tables.bars.c.close)
+                               .where(tables.bars.c.date <= until)).sort_values(["symbol", "date"])
     bars["up_today"] = bars.groupby("symbol")["close"].diff() > 0
     merged = outcomes.merge(bars[["symbol", "date", "up_today"]], on=["symbol", "date"], how="left")
+    merged["up_today"] = merged["up_today"].astype("boolean").fillna(False).astype(int)
     rows = []
     for version, part in merged.groupby("model_version"):
+        up_rate = float((part["actual"] == 1).mean())
         rows.append({"model_version": version, "outcomes": len(part), "accuracy": float(part["correct"].mean()),
-                     "baseline_always_up": float((part["actual"] == 1).mean()),
-                     "baseline_yesterday_sign": float((part["actual"] == part["up_today"].astype(int)).mean())})
+                     "baseline_always_up": up_rate, "baseline_majority": max(up_rate, 1 - up_rate),
+                     "baseline_yesterday_sign": float((part["actual"] == part["up_today"]).mean())})
     return pd.DataFrame(rows)

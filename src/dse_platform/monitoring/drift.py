@@ -29,24 +29,32 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
 
 
 def feature_drift(settings: Settings, engine, session: dt.date) -> dict[str, float]:
-    """PSI per drift-monitored feature: the stream's features of ``session`` vs the store's last reference sessions.
+    """PSI per drift-monitored feature: the stream's last N sessions to ``session`` vs the store's sessions before them.
 
-    Only DRIFT_FEATURES: the others (weekday, month, days since the previous bar) take one
-    value per session, so one session's distribution of them always differs from the reference's.
+    N is DSE_MONITOR_DRIFT_SESSIONS. One session's cross-section is no distribution to compare:
+    a market-wide move shifts every instrument's return that day, so it "drifts" on most real
+    sessions; N sessions average such days out. The reference is the DSE_MONITOR_REFERENCE_SESSIONS
+    sessions ending before the window, restricted to the instruments the window has, so a change
+    in which instruments stream is not counted as drift. Only DRIFT_FEATURES: the others (weekday,
+    month, days since the previous bar) take one value per session.
     """
+    calendar = store.read_calendar(settings.store_dir)
+    window = [d for d in calendar.sessions if d <= session][-settings.monitor_drift_sessions:] or [session]
     table = tables.features
     with engine.connect() as conn:
-        rows = conn.execute(select(table.c["values"]).where(table.c.date == session,
-                                                            table.c.feature_version == features.FEATURE_VERSION)
-                            ).scalars().all()
+        rows = conn.execute(select(table.c.symbol, table.c["values"]).where(
+            table.c.date >= window[0], table.c.date <= session,
+            table.c.feature_version == features.FEATURE_VERSION)).all()
     if not rows:
         return {}
-    current = features.decode(rows, features.DRIFT_FEATURES)
-    calendar = store.read_calendar(settings.store_dir)
-    sessions = [d for d in calendar.sessions if d < session][-settings.monitor_reference_sessions:]
-    bars = store.read_bars(settings.store_dir, start=calendar.sessions[0] if not sessions else
-                           sessions[0] - dt.timedelta(days=120), end=sessions[-1] if sessions else session)
+    current = features.decode([r[1] for r in rows], features.DRIFT_FEATURES)
+    symbols = sorted({r[0] for r in rows})
+    sessions = [d for d in calendar.sessions if d < window[0]][-settings.monitor_reference_sessions:]
+    if not sessions:
+        return {}
+    bars = store.read_bars(settings.store_dir, start=sessions[0] - dt.timedelta(days=120), end=sessions[-1],
+                           symbols=symbols)
     bars = features.drop_synthetic(bars).sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
     ref = features.compute(bars)
-    ref = ref[ref["valid"].to_numpy() & (bars["date"] >= (sessions[0] if sessions else session)).to_numpy()]
+    ref = ref[ref["valid"].to_numpy() & (bars["date"] >= sessions[0]).to_numpy()]
     return {name: psi(ref[name].to_numpy(float), current[name].to_numpy(float)) for name in features.DRIFT_FEATURES}

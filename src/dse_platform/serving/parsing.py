@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from dse_platform.contracts.records import BarRecord
+from dse_platform.contracts.records import MAX_DEADLETTER_RAW_BYTES, BarRecord
 from dse_platform.data.trading_calendar import today_dhaka
 from dse_platform.serving import validation
 
@@ -22,7 +22,7 @@ PARSED_FIELDS = [
     ("symbol", "string"), ("date", "date"), ("open", "double"), ("high", "double"), ("low", "double"),
     ("close", "double"), ("volume", "double"), ("trades", "long"), ("value_mn", "double"), ("source", "string"),
     ("produced_at", "long"), ("kind", "string"), ("reason", "string"), ("field", "string"), ("raw", "binary"),
-    ("topic", "string"), ("partition", "int"), ("offset", "long"),
+    ("raw_size", "long"), ("topic", "string"), ("partition", "int"), ("offset", "long"),
 ]
 
 
@@ -59,9 +59,15 @@ def typed(rows: list[dict[str, Any]] | pd.DataFrame, fields: list[tuple[str, str
     return frame
 
 
+def _raw_fields(value: bytes | None) -> dict[str, Any]:
+    """The first MAX_DEADLETTER_RAW_BYTES of a value and its size: a poison record must not bloat state or tables."""
+    if value is None:
+        return {"raw": None, "raw_size": None}
+    return {"raw": bytes(value[:MAX_DEADLETTER_RAW_BYTES]), "raw_size": len(value)}
+
+
 def _dead_letter(value: bytes | None, reason: str, field: str | None, where: dict[str, Any]) -> dict[str, Any]:
-    return {"symbol": BAD_KEY, "kind": "bad", "reason": reason, "field": field,
-            "raw": value if value is None else bytes(value), **where}
+    return {"symbol": BAD_KEY, "kind": "bad", "reason": reason, "field": field, **_raw_fields(value), **where}
 
 
 def parse_batch(frames: Iterator[pd.DataFrame], bars_topic: str) -> Iterator[pd.DataFrame]:
@@ -84,5 +90,6 @@ def parse_batch(frames: Iterator[pd.DataFrame], bars_topic: str) -> Iterator[pd.
                 out.append(_dead_letter(value, "unparseable", None, where))
                 continue
             if bar is not None:
-                out.append({**bar, "kind": kind, "raw": bytes(value), **where})
+                # a good bar keeps its raw bytes only so that state can still dead-letter it (a duplicate)
+                out.append({**bar, "kind": kind, **_raw_fields(value), **where})
         yield typed(out, PARSED_FIELDS)

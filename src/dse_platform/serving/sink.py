@@ -4,25 +4,46 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from dse_platform.config import Settings
 from dse_platform.contracts import tables
 from dse_platform.contracts.records import DeadLetterRecord, PredictionRecord, epoch_ms
+from dse_platform.errors import PlatformError
 from dse_platform.model import features
 from dse_platform.serving import database
 from dse_platform.serving.parsing import BAR_COLUMNS
+from dse_platform.serving.state import VALUE_COLUMNS, same_values
 from dse_platform.serving.watcher import LoadedModel, ModelWatcher
 
 log = logging.getLogger("dse.stream")
+
+#: tries of one batch's database write, and of its Kafka publish, before the job fails (the supervisor restarts
+#: it and the checkpoint replays the batch)
+ATTEMPTS = 4
+
+DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "raw", "raw_size", "reason", "field"]
+
+T = TypeVar("T")
+
+
+def transient_db_error(exc: BaseException) -> bool:
+    """A write worth trying again: the database restarted, failed over, or was locked for a moment (SQLite)."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 class BatchSink:
     """foreachBatch body: score, upsert everything, publish, print one summary line."""
 
-    def __init__(self, settings: Settings, watcher: ModelWatcher, engine, producer) -> None:
+    def __init__(self, settings: Settings, watcher: ModelWatcher, engine, producer, backoff_s: float = 0.5) -> None:
         self.settings, self.watcher, self.engine, self.producer = settings, watcher, engine, producer
+        self.backoff_s = backoff_s
 
     def __call__(self, batch, batch_id: int) -> None:
         started = time.perf_counter()
@@ -30,9 +51,38 @@ class BatchSink:
         bad = frame[frame["kind"] == "bad"]
         bars = frame[frame["kind"] == "bar"]
         outcomes = frame[frame["kind"] == "outcome"]
+        late = frame[frame["kind"] == "late"]
         loaded = self.watcher.current
         scored = self._score(bars, loaded)
+        resent, bad = self._retry(transient_db_error, f"writing batch {batch_id}",
+                                  lambda: self._write(bars, scored, outcomes, late, bad))
+        resent += int((frame["kind"] == "resent").sum())
+        self._retry(lambda exc: isinstance(exc, PlatformError), f"publishing batch {batch_id}",
+                    lambda: self._publish(scored, bad))
+        log.warning("batch %d: %d in, %d bad, %d resent, %d scored, model %s, %d outcomes, %.0f ms", batch_id,
+                    len(bars) + len(bad) + resent, len(bad), resent, len(scored),
+                    f"v{loaded.version}" if loaded else "none", len(outcomes),
+                    (time.perf_counter() - started) * 1000)
+
+    def _retry(self, transient: Callable[[BaseException], bool], what: str, call: Callable[[], T]) -> T:
+        """``call`` tried ATTEMPTS times with exponential backoff while it fails transiently, then re-raised."""
+        retrying = Retrying(
+            stop=stop_after_attempt(ATTEMPTS), wait=wait_exponential(multiplier=self.backoff_s, max=10),
+            retry=retry_if_exception(transient), reraise=True,
+            before_sleep=lambda state: log.warning("%s failed (attempt %d of %d): %s; retrying", what,
+                                                   state.attempt_number, ATTEMPTS, state.outcome.exception()))
+        return retrying(call)
+
+    def _write(self, bars: pd.DataFrame, scored: pd.DataFrame, outcomes: pd.DataFrame, late: pd.DataFrame,
+               bad: pd.DataFrame) -> tuple[int, pd.DataFrame]:
+        """Every table in one transaction, so a retry or a replayed batch writes all or nothing.
+
+        Returns how many late bars were re-sent ones, and every dead letter (the late ones included).
+        """
         with self.engine.begin() as conn:
+            resent, late_bad = self._late(conn, late)
+            if not late_bad.empty:
+                bad = pd.concat([bad, late_bad], ignore_index=True)
             database.upsert(conn, tables.bars, bars[BAR_COLUMNS])
             ready = bars[bars["valid"].fillna(False).astype(bool)]
             database.upsert(conn, tables.features, pd.DataFrame({
@@ -40,13 +90,8 @@ class BatchSink:
                 "values": ready["features"]}))
             database.upsert(conn, tables.predictions, scored)
             database.upsert(conn, tables.prediction_outcomes, self._outcomes(conn, outcomes))
-            database.upsert(conn, tables.dead_letters, bad[["topic", "partition", "offset", "raw", "reason",
-                                                                  "field"]])
-        self._publish(scored, bad)
-        log.warning("batch %d: %d in, %d bad, %d scored, model %s, %d outcomes, %.0f ms", batch_id,
-                    len(bars) + len(bad), len(bad), len(scored),
-                    f"v{loaded.version}" if loaded else "none", len(outcomes),
-                    (time.perf_counter() - started) * 1000)
+            database.upsert(conn, tables.dead_letters, bad[DEAD_LETTER_COLUMNS])
+        return resent, bad
 
     def _score(self, bars: pd.DataFrame, loaded: LoadedModel | None) -> pd.DataFrame:
         ready = bars[bars["valid"].fillna(False).astype(bool)]
@@ -61,12 +106,36 @@ class BatchSink:
             "model_version": loaded.version, "feature_version": features.FEATURE_VERSION,
             "produced_at": ready["produced_at"].to_numpy()})
 
-    def _outcomes(self, conn, outcomes: pd.DataFrame) -> pd.DataFrame:
+    @staticmethod
+    def _late(conn: Connection, late: pd.DataFrame) -> tuple[int, pd.DataFrame]:
+        """Final bars older than their instrument's window, against the stored bars: (resent, dead letters).
+
+        Identical to the stored bar: re-sent (a replay run again). Different: a ``duplicate``; not stored:
+        ``out_of_order``. One bounded query, then an exact match here (as in ``_outcomes``).
+        """
+        if late.empty:
+            return 0, late
+        table = tables.bars
+        rows = conn.execute(
+            select(table.c.symbol, table.c.date, *(table.c[c] for c in VALUE_COLUMNS))
+            .where(table.c.symbol.in_(sorted(set(late["symbol"]))),
+                   table.c.date.between(late["date"].min(), late["date"].max()))).mappings().all()
+        stored = {(row["symbol"], row["date"]): row for row in rows}
+
+        def reason(row: dict) -> str | None:
+            found = stored.get((row["symbol"], row["date"]))
+            if found is None:
+                return "out_of_order"
+            return None if same_values(found, row) else "duplicate"
+
+        reasons = pd.Series([reason(row) for row in late.to_dict("records")], index=late.index, dtype=object)
+        dead = late[reasons.notna()].assign(kind="bad", reason=reasons[reasons.notna()])
+        return int(reasons.isna().sum()), dead
+
+    def _outcomes(self, conn: Connection, outcomes: pd.DataFrame) -> pd.DataFrame:
         """Outcomes of bars that were scored: joined with their stored predictions."""
         if outcomes.empty:
             return pd.DataFrame()
-        from sqlalchemy import select
-
         table = tables.predictions
         # a bounding query, then an exact join here: thousands of (symbol, date) pairs in one IN list
         # exceed PostgreSQL's expression depth
@@ -81,6 +150,12 @@ class BatchSink:
         return merged
 
     def _publish(self, scored: pd.DataFrame, bad: pd.DataFrame) -> None:
+        """Send the batch's predictions and dead letters, and wait until Kafka acknowledged every one.
+
+        Retried whole when Kafka did not acknowledge: records that did arrive the first time arrive again.
+        Acceptable: both topics are keyed (symbol, source topic) and their values identify the record
+        (symbol and date, topic/partition/offset), so a consumer keeping the latest per key sees no change.
+        """
         if self.producer is None:
             return
         scored_at = epoch_ms()
@@ -91,7 +166,9 @@ class BatchSink:
                 produced_at=int(row.produced_at), scored_at=scored_at)
             self.producer.send(self.settings.predictions_topic, row.symbol, prediction.to_bytes())
         for row in bad.itertuples(index=False):
-            letter = DeadLetterRecord.of(b"" if row.raw is None else bytes(row.raw), row.reason, "stream", row.topic,
-                                         int(row.partition), int(row.offset))
+            raw = b"" if row.raw is None else bytes(row.raw)
+            letter = DeadLetterRecord.of(raw, row.reason, "stream", row.topic, int(row.partition), int(row.offset))
+            if not pd.isna(row.raw_size):  # the parse step cut raw already: keep the size it had on the topic
+                letter = letter.model_copy(update={"raw_size": int(row.raw_size)})
             self.producer.send(self.settings.deadletter_topic, row.topic, letter.to_bytes())
         self.producer.flush_or_fail()

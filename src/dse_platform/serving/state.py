@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -14,10 +14,44 @@ from dse_platform.data.trading_calendar import TradingCalendar
 from dse_platform.model import features
 from dse_platform.serving.parsing import BAD_KEY, BAR_COLUMNS, OUTPUT_FIELDS, typed
 
+#: what makes two final bars of one date the same bar: a replay run again re-stamps produced_at, nothing else
+VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "trades", "value_mn")
+
+_ORIGIN = ("raw", "raw_size", "topic", "partition", "offset")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if pd.isna(a) or pd.isna(b):
+        return bool(pd.isna(a) and pd.isna(b))
+    return bool(a == b)
+
+
+def same_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two bars carry the same values (missing equals missing): a re-sent bar, not a correction."""
+    return all(_same(a[c], b[c]) for c in VALUE_COLUMNS)
+
 
 def _dead(row: dict[str, Any], reason: str, field: str | None) -> dict[str, Any]:
-    return {"symbol": row["symbol"], "kind": "bad", "reason": reason, "field": field, "raw": row["raw"],
-            "topic": row["topic"], "partition": row["partition"], "offset": row["offset"]}
+    return {"symbol": row["symbol"], "kind": "bad", "reason": reason, "field": field,
+            **{c: row[c] for c in _ORIGIN}}
+
+
+def _repeat(bars: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
+    """What a final bar for a date the window has passed becomes; None when it is no repeat.
+
+    A date older than the window cannot be compared here: ``late`` leaves it to the sink, which
+    compares it with the stored bar. A date the window holds final: ``resent`` when identical
+    (counted, nothing re-emitted), else a ``duplicate`` dead letter.
+    """
+    if row["date"] < bars[0]["date"]:
+        return {**{c: row[c] for c in BAR_COLUMNS}, "kind": "late", "field": "date", **{c: row[c] for c in _ORIGIN}}
+    seen = next((b for b in bars if b["date"] == row["date"] and b["final"]), None)
+    if seen is None:
+        return None
+    if same_values(seen, row):
+        return {"symbol": row["symbol"], "date": row["date"], "kind": "resent",
+                **{c: row[c] for c in ("topic", "partition", "offset")}}
+    return _dead(row, "duplicate", "date")
 
 
 def advance(window: list[dict[str, Any]], rows: pd.DataFrame, calendar: TradingCalendar
@@ -25,10 +59,11 @@ def advance(window: list[dict[str, Any]], rows: pd.DataFrame, calendar: TradingC
     """Apply one batch of an instrument's records to its window: (new window, output rows).
 
     Records apply in arrival order. Bars from the bars topic are final: a second one
-    for a date in the window is a ``duplicate``, any other older than the window's
-    last bar is ``out_of_order`` (a duplicate of a bar already evicted from the
-    window is indistinguishable from that). A tick
-    updates the bar-so-far of its date (or starts it); a final bar replaces it.
+    for a date in the window is ``resent`` when its values are identical (a replay run
+    again), else a ``duplicate``; one older than the window is ``late`` (the sink decides
+    against the stored bar); any other record older than the window's last bar is
+    ``out_of_order``. A tick updates the bar-so-far of its date (or starts it); a final
+    bar replaces it.
     Output: every bar added or changed, with its features (a JSON object by name,
     `features.encode`), and the outcome of the previous bar whenever a final bar
     arrives for the next session.
@@ -43,14 +78,15 @@ def advance(window: list[dict[str, Any]], rows: pd.DataFrame, calendar: TradingC
         last = bars[-1] if bars else None
         record = {c: row[c] for c in BAR_COLUMNS}
         record["final"] = row["kind"] == "bar"
-        if last is not None and row["date"] < last["date"]:
-            seen = row["kind"] == "bar" and any(b["date"] == row["date"] and b["final"] for b in bars)
-            out.append(_dead(row, "duplicate" if seen else "out_of_order", "date"))
-            continue
-        if last is not None and row["date"] == last["date"]:
+        if last is not None and row["date"] <= last["date"]:
+            repeat = _repeat(bars, row) if record["final"] else None
+            if repeat is not None:
+                out.append(repeat)
+                continue
+            if row["date"] < last["date"]:
+                out.append(_dead(row, "out_of_order", "date"))
+                continue
             if last["final"]:
-                if row["kind"] == "bar":
-                    out.append(_dead(row, "duplicate", "date"))
                 continue  # a tick after the day's final bar adds nothing
             if row["kind"] == "tick":
                 record["open"] = last["open"]  # the page has no open: the day's first snapshot stands in

@@ -1,17 +1,38 @@
-"""Follows the registry alias from a background thread, so the job scores with what it names."""
+"""Follows the registry alias from a background thread, so the job scores with what it names.
+
+The platform runs unattended: no error may end the thread. A failed poll (registry lookup,
+download, load) keeps the last good model, is recorded once per outage as ``registry_unreachable``
+and backs off exponentially; a success resets the pace. Every loaded version is copied to the
+local model cache, so a job started while the registry is down still scores (``cached_model_loaded``).
+"""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tenacity import RetryCallState, wait_exponential
 
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
+from dse_platform.model import features
 from dse_platform.serving import database
 
+if TYPE_CHECKING:
+    from dse_platform.model.registry import ModelRef
+
 log = logging.getLogger("dse.stream")
+
+#: the longest pause between polls while the registry stays unreachable
+MAX_BACKOFF_S = 60.0
+
+Lookup = Callable[[], "ModelRef | None"]
+Fetch = Callable[["ModelRef", Path], Path]
 
 
 @dataclass
@@ -23,15 +44,22 @@ class LoadedModel:
 class ModelWatcher:
     """Follows the registry alias from a background thread; scoring reads `current` without waiting.
 
-    A moved alias is loaded and swapped in (recorded as a ``reloaded`` model event);
-    an unreachable registry keeps the last model and says so once per outage.
+    ``lookup`` answers which version the alias names and ``fetch`` downloads one under a folder;
+    both default to the configured MLflow registry (tests pass fakes).
     """
 
-    def __init__(self, settings: Settings, engine) -> None:
+    def __init__(self, settings: Settings, engine, lookup: Lookup | None = None, fetch: Fetch | None = None,
+                 max_backoff_s: float = MAX_BACKOFF_S) -> None:
         self.settings, self.engine = settings, engine
+        self._lookup = lookup or self._registry_lookup
+        self._fetch = fetch or self._registry_fetch
         self.current: LoadedModel | None = None
+        self.failures = 0
+        self._outage_recorded = False
+        self._rejected: ModelRef | None = None
+        self._backoff = wait_exponential(multiplier=settings.stream_model_poll_s,
+                                         max=max(max_backoff_s, settings.stream_model_poll_s))
         self._stop = threading.Event()
-        self._outage = False
         self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
 
     def start(self) -> ModelWatcher:
@@ -42,41 +70,123 @@ class ModelWatcher:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the polling thread runs (it only ends on ``stop``)."""
+        return self._thread.is_alive()
+
+    @property
+    def delay(self) -> float:
+        """Seconds until the next poll: the poll interval, growing exponentially while polls fail."""
+        if not self.failures:
+            return self.settings.stream_model_poll_s
+        state = RetryCallState(None, None, (), {})
+        state.attempt_number = self.failures
+        return self._backoff(state)
+
     def _run(self) -> None:
-        while not self._stop.wait(self.settings.stream_model_poll_s):
+        while not self._stop.wait(self.delay):
             self.poll()
 
     def poll(self) -> None:
-        from dse_platform.model import registry
-
+        """One look at the alias; never raises, so the thread outlives any registry or database fault."""
         try:
-            ref = registry.production_ref(self.settings, registry.connect(self.settings))
-        except Exception as exc:  # any registry failure (HTTP, MLflow, PlatformError): keep serving
-            if not self._outage:
-                held = self.current.version if self.current else "none"
-                log.warning("registry unreachable (%s); keeping model version %s", exc, held)
-                database.record_event(self.engine, "registry_unreachable", self.settings.model_name,
-                                        version=held if self.current else None, source="stream",
-                                        details={"error": str(exc)[:500]})
-            self._outage = True
-            return
-        if self._outage:
-            log.warning("registry reachable again")
-            self._outage = False
+            self._follow()
+        except Exception as exc:  # any lookup/download/load fault (HTTP, MLflow, OS, DB): keep serving
+            self._failed(exc)
+        else:
+            if self.failures:
+                log.warning("registry reachable again after %d failed polls", self.failures)
+            self.failures, self._outage_recorded = 0, False
+
+    def _follow(self) -> None:
+        ref = self._lookup()
         if ref is None:
             if self.current is None:
                 log.info("no %s model yet: storing bars, predictions start when one appears",
                          self.settings.model_alias)
             return
-        if self.current is not None and self.current.version == ref.version:
+        if (self.current is not None and self.current.version == ref.version) or ref == self._rejected:
             return
-        try:
-            model = registry.load(self.settings, ref)
-        except PlatformError as exc:
-            log.error("not switching to %s version %s: %s", ref.name, ref.version, exc)
-            return
+        from dse_platform.model import registry
+
+        with tempfile.TemporaryDirectory(prefix="dse-model-") as tmp:
+            try:
+                path = self._fetch(ref, Path(tmp))
+                model = registry.load_local(path, ref)
+            except PlatformError as exc:  # the version is unfit to serve: refuse it until the alias moves
+                self._rejected = ref
+                log.error("not switching to %s version %s: %s", ref.name, ref.version, exc)
+                self._record("rejected", ref.name, version=ref.version, details={"error": str(exc)[:500]})
+                return
+            cache_error = self._save_to_cache(ref, path)
         previous = self.current.version if self.current else None
         self.current = LoadedModel(ref.version, model)
         log.warning("scoring with %s version %s (was %s)", ref.name, ref.version, previous)
-        database.record_event(self.engine, "reloaded", ref.name, version=ref.version, previous_version=previous,
-                                source="stream", details={"found_by": ref.found_by})
+        self._record("reloaded", ref.name, version=ref.version, previous_version=previous,
+                     details={"found_by": ref.found_by, **({"cache_error": cache_error} if cache_error else {})})
+
+    def _failed(self, exc: Exception) -> None:
+        """Log and record the first failure of an outage, fall back to the cache when nothing serves yet."""
+        self.failures += 1
+        held = self.current.version if self.current else None
+        if self.failures == 1:
+            log.warning("registry unreachable (%s: %s); keeping model version %s", type(exc).__name__, exc,
+                        held or "none")
+        if not self._outage_recorded:
+            self._outage_recorded = self._record("registry_unreachable", self.settings.model_name, version=held,
+                                                 details={"error": f"{type(exc).__name__}: {exc}"[:500]})
+        if self.failures == 1 and held is None:
+            self._load_cached()
+        log.info("registry poll failed (%s: %s); next in %.0f s (failed polls: %d)", type(exc).__name__, exc,
+                 self.delay, self.failures)
+
+    def _load_cached(self) -> None:
+        """Serve the newest cached version of this feature version, checked like a registry one."""
+        from dse_platform.model import cache
+
+        try:
+            entry = cache.newest_compatible(self.settings, self.settings.model_name)
+            if entry is None:
+                log.warning("no cached %s model of feature version %s to fall back on", self.settings.model_name,
+                            features.FEATURE_VERSION)
+                return
+            model = cache.load(entry)
+        except Exception:  # a damaged cache must not stop the watcher: the registry may still come back
+            log.exception("could not load the cached %s model", self.settings.model_name)
+            return
+        self.current = LoadedModel(entry.version, model)
+        log.warning("registry unreachable: scoring with cached %s version %s (loaded %s)", entry.name,
+                    entry.version, entry.loaded_at.isoformat())
+        self._record("cached_model_loaded", entry.name, version=entry.version,
+                     details={"alias": entry.alias, "loaded_at": entry.loaded_at.isoformat(), "path": str(entry.path)})
+
+    def _save_to_cache(self, ref: ModelRef, path: Path) -> str | None:
+        """Copy the loaded version to the cache; a failure is logged and returned (serving goes on without it)."""
+        from dse_platform.model import cache
+
+        try:
+            cache.save(self.settings, ref, path, self.settings.model_alias)
+        except Exception as exc:
+            log.exception("could not cache %s version %s", ref.name, ref.version)
+            return f"{type(exc).__name__}: {exc}"[:500]
+        return None
+
+    def _record(self, event: str, model_name: str, **fields: Any) -> bool:
+        """Append a model event; a serving-database fault is logged, never raised. Whether it was written."""
+        try:
+            database.record_event(self.engine, event, model_name, source="stream", **fields)
+        except Exception:
+            log.exception("could not record model event %s for %s", event, model_name)
+            return False
+        return True
+
+    def _registry_lookup(self) -> ModelRef | None:
+        from dse_platform.model import registry
+
+        return registry.production_ref(self.settings, registry.connect(self.settings))
+
+    def _registry_fetch(self, ref: ModelRef, dst: Path) -> Path:
+        from dse_platform.model import registry
+
+        return registry.download(self.settings, ref, dst)

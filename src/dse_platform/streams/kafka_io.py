@@ -114,8 +114,9 @@ class BulkProducer:
     def flush_or_fail(self, timeout_s: float = 120) -> None:
         """Wait until every queued record is acknowledged; raise naming the first failure."""
         remaining = self._producer.flush(timeout_s)
-        if remaining or self._failures:
-            problem = self._failures[0] if self._failures else f"{remaining} records unacknowledged after {timeout_s}s"
+        failures, self._failures = self._failures, []  # reported once: a caller that re-sends starts clean
+        if remaining or failures:
+            problem = failures[0] if failures else f"{remaining} records unacknowledged after {timeout_s}s"
             raise PlatformError(f"Kafka at {self.servers} did not acknowledge every record: {problem}",
                                 "check the broker with `dse status`, then resume with --resume")
 

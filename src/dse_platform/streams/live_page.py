@@ -42,8 +42,8 @@ VALUE_FIELDS = tuple(field for field, _, _ in NUMERIC_CELLS)
 class LayoutError(PlatformError):
     """DSE's page no longer looks the way the parser expects; its values cannot be trusted."""
 
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem, "compare the page with live.parse_latest_page and update the parser")
+    def __init__(self, problem: str, parser: str = "live_page.parse_latest_page") -> None:
+        super().__init__(problem, f"compare the page with {parser} and update the parser")
 
 
 def _text(tag: Tag) -> str:
@@ -72,6 +72,30 @@ def _own_rows(table: Tag) -> list[list[str]]:
     return rows
 
 
+def shares_table_rows(soup: BeautifulSoup, headers: tuple[str, ...],
+                      parser: str = "live_page.parse_latest_page") -> list[list[str]]:
+    """The cell texts of the shares table's instrument rows, after checking its header and every row's width.
+
+    DSE's latest-share-price and day-end archive pages share this table; ``parser`` names the
+    caller in the LayoutError raised when the table, its header or a row's cell count is not as expected.
+    """
+    table = soup.find(lambda t: _has_classes(t, "table", TABLE_CLASSES))
+    if table is None:
+        raise LayoutError(f"table: expected <table class='{TABLE_CLASS}'>, found none", parser)
+    rows = _own_rows(table)
+    if not rows:
+        raise LayoutError("table: expected a header row and instrument rows, found an empty table", parser)
+    header, *body = rows
+    if [h.upper() for h in header] != [h.upper() for h in headers]:
+        raise LayoutError(f"header: expected {list(headers)}, found {header}", parser)
+    if not body:
+        raise LayoutError("table: expected instrument rows, found only the header", parser)
+    for n, cells in enumerate(body, start=1):
+        if len(cells) != len(headers):
+            raise LayoutError(f"row {n}: expected {len(headers)} cells, found {len(cells)}: {cells}", parser)
+    return body
+
+
 def parse_heading(text: str) -> dt.datetime:
     """'Latest Share Price On Oct 22, 2025 at 3:10 PM' -> that moment in Asia/Dhaka (tz-aware)."""
     match = HEADING_RE.search(" ".join(text.split()))
@@ -89,7 +113,7 @@ def parse_heading(text: str) -> dt.datetime:
     raise LayoutError(f"heading: expected a valid date and time, found {match.group(0)!r}")
 
 
-def parse_number(text: str, kind: type, where: str) -> float | int:
+def parse_number(text: str, kind: type, where: str, parser: str = "live_page.parse_latest_page") -> float | int:
     """A DSE number: thousands separators allowed, '--' means 0; anything else is a layout change."""
     cleaned = text.replace(",", "").strip()
     if cleaned == "--":
@@ -97,7 +121,7 @@ def parse_number(text: str, kind: type, where: str) -> float | int:
     try:
         return kind(cleaned)
     except ValueError:
-        raise LayoutError(f"{where}: expected a number, found {text!r}") from None
+        raise LayoutError(f"{where}: expected a number, found {text!r}", parser) from None
 
 
 def parse_latest_page(html: str) -> tuple[dt.datetime, list[dict[str, Any]]]:
@@ -113,21 +137,8 @@ def parse_latest_page(html: str) -> tuple[dt.datetime, list[dict[str, Any]]]:
         raise LayoutError("heading: expected <h2 class='BodyHead topBodyHead'> with the as-of time, "
                           "found none")
     as_of = parse_heading(heading)
-    table = soup.find(lambda t: _has_classes(t, "table", TABLE_CLASSES))
-    if table is None:
-        raise LayoutError(f"table: expected <table class='{TABLE_CLASS}'>, found none")
-    rows = _own_rows(table)
-    if not rows:
-        raise LayoutError("table: expected a header row and instrument rows, found an empty table")
-    header, *body = rows
-    if [h.upper() for h in header] != [h.upper() for h in HEADERS]:
-        raise LayoutError(f"header: expected {list(HEADERS)}, found {header}")
-    if not body:
-        raise LayoutError("table: expected instrument rows, found only the header")
     records = []
-    for n, cells in enumerate(body, start=1):
-        if len(cells) != len(HEADERS):
-            raise LayoutError(f"row {n}: expected {len(HEADERS)} cells, found {len(cells)}: {cells}")
+    for n, cells in enumerate(shares_table_rows(soup, HEADERS), start=1):
         symbol = cells[1]
         if not symbol:
             raise LayoutError(f"row {n}: expected a trading code, found an empty cell")

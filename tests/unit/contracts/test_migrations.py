@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 import dse_platform
 from dse_platform.config import PROJECT_DIR
-from dse_platform.contracts.tables import METADATA, VERSION_TABLE, bars
+from dse_platform.contracts.tables import METADATA, VERSION_TABLE, bars, dead_letters
 from dse_platform.errors import PlatformError
 from dse_platform.serving import database
 
@@ -41,7 +41,7 @@ def differences(eng: Engine) -> list:
 def test_fresh_database_reaches_head_with_exactly_the_declared_schema(eng: Engine) -> None:
     assert database.schema_revision(eng) is None
     database.migrate(eng)
-    assert database.schema_revision(eng) == database.head_revision() == "0001"
+    assert database.schema_revision(eng) == database.head_revision() == "0002"
     assert set(inspect(eng).get_table_names()) == {*METADATA.tables, VERSION_TABLE}
     assert differences(eng) == []
 
@@ -105,7 +105,7 @@ def test_migration_that_keeps_failing_names_database_and_revision(eng: Engine,
         raise OperationalError("CREATE TABLE bars", {}, Exception("attempt to write a readonly database"))
 
     monkeypatch.setattr(command, "upgrade", broken)
-    with pytest.raises(PlatformError, match=r"serving\.db to revision 0001 failed: attempt to write a readonly"):
+    with pytest.raises(PlatformError, match=r"serving\.db to revision 0002 failed: attempt to write a readonly"):
         database.migrate(eng)
     assert len(calls) == 2
 
@@ -134,3 +134,26 @@ def test_threads_of_one_process_migrate_one_at_a_time(tmp_path: Path) -> None:
     assert differences(engines[0]) == []
     for e in engines:
         e.dispose()
+
+
+def test_0002_adds_raw_size_to_a_0001_database_keeping_its_dead_letters(eng: Engine) -> None:
+    with eng.begin() as conn:
+        command.upgrade(database.alembic_config(conn), "0001")
+    with eng.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO dead_letters (topic, partition, \"offset\", raw, reason, received_at) "
+                             "VALUES ('t', 0, 1, x'7b', 'invalid_json', '2026-11-24 00:00:00')")
+    database.migrate(eng)
+    assert database.schema_revision(eng) == "0002" and differences(eng) == []
+    letters = database.read_frame(eng, dead_letters)
+    assert letters[["offset", "reason"]].values.tolist() == [[1, "invalid_json"]] and letters["raw_size"].isna().all()
+    database.upsert(eng, dead_letters, [{"topic": "t", "partition": 0, "offset": 2, "raw": b"x" * 4096,
+                                         "raw_size": 10**6, "reason": "too_large"}])
+    assert database.read_frame(eng, dead_letters)["raw_size"].tolist()[1] == 10**6
+
+
+def test_0002_downgrades_to_the_0001_schema(eng: Engine) -> None:
+    database.migrate(eng)
+    with eng.begin() as conn:
+        command.downgrade(database.alembic_config(conn), "0001")
+    assert "raw_size" not in {c["name"] for c in inspect(eng).get_columns("dead_letters")}
+    assert {i["name"] for i in inspect(eng).get_indexes("dead_letters")} == {"ix_dead_letters_received_at"}

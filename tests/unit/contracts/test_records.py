@@ -138,7 +138,7 @@ def test_stream_publishes_records_and_short_dead_letters() -> None:
                            "label": [1], "model_name": ["dse-direction"], "model_version": ["7"],
                            "feature_version": ["f1"], "produced_at": [1_700_000_000_000]})
     bad = pd.DataFrame({"topic": ["dse.bars.v1"], "partition": [0], "offset": [41], "raw": [b"{" * 70_000],
-                        "reason": ["too_large"], "field": [None]})
+                        "raw_size": [70_000], "reason": ["too_large"], "field": [None]})
     sink._publish(scored, bad)
     (p_topic, p_key, p_value), (d_topic, d_key, d_value) = producer.sent
     prediction = PredictionRecord.model_validate_json(p_value)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dse_platform.contracts.records import MAX_DEADLETTER_RAW_BYTES
 from dse_platform.data.rules import rule_names
 from dse_platform.serving.parsing import BAD_KEY, PARSED_FIELDS, parse_batch
 
@@ -58,3 +59,20 @@ def test_any_bytes_become_a_bar_or_a_named_dead_letter(values: list[bytes]) -> N
     assert set(bad["reason"]) <= set(rule_names("wire"))
     assert (frame.loc[frame["kind"] == "bar", "symbol"] != BAD_KEY).all()
     assert len(frame) == len(values)  # on the bars topic every value is a bar or a dead letter
+
+
+def test_dead_letters_keep_the_first_raw_bytes_and_the_original_size() -> None:
+    huge, long_bad = b"x" * 1_000_000, b"{" + b" " * 10_000
+    frame = parse([huge, long_bad, b"{not json"])
+    assert list(frame["reason"]) == ["too_large", "invalid_json", "invalid_json"]
+    assert [len(r) for r in frame["raw"]] == [MAX_DEADLETTER_RAW_BYTES, MAX_DEADLETTER_RAW_BYTES, 9]
+    assert list(frame["raw_size"]) == [1_000_000, 10_001, 9]
+    assert frame.loc[0, "raw"] == huge[:MAX_DEADLETTER_RAW_BYTES]
+
+
+def test_a_good_bar_keeps_only_the_first_raw_bytes_for_a_later_dead_letter() -> None:
+    padded = encoded()[:-1] + b" " * 6000 + b"}"  # valid JSON, under the value limit, over the raw limit
+    frame = parse([padded, encoded()])
+    assert list(frame["kind"]) == ["bar", "bar"]
+    assert (len(frame.loc[0, "raw"]), frame.loc[0, "raw_size"]) == (MAX_DEADLETTER_RAW_BYTES, len(padded))
+    assert (frame.loc[1, "raw"], frame.loc[1, "raw_size"]) == (encoded(), len(encoded()))

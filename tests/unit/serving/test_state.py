@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from dse_platform.data.trading_calendar import weekday_calendar
 from dse_platform.model import features
@@ -21,7 +22,7 @@ THU, SUN, MON = dt.date(2024, 1, 11), dt.date(2024, 1, 14), dt.date(2024, 1, 15)
 def _record(day: dt.date, close: float, kind: str = "bar", offset: int = 0, **prices: float) -> dict[str, Any]:
     return {"symbol": "AAA", "date": day, "open": prices.get("open", close), "high": prices.get("high", close),
             "low": prices.get("low", close), "close": close, "volume": 1000.0, "trades": 10, "value_mn": 1.0,
-            "source": kind, "produced_at": 0, "kind": kind, "offset": offset, "raw": b"{}",
+            "source": kind, "produced_at": 0, "kind": kind, "offset": offset, "raw": b"{}", "raw_size": 2,
             "topic": f"dse.{kind}s.v1", "partition": 0}
 
 
@@ -86,11 +87,50 @@ def test_a_second_final_bar_for_a_date_is_a_duplicate() -> None:
                                                                                 ("bad", "duplicate", "date", 9)]
 
 
-def test_a_bar_older_than_the_window_is_out_of_order() -> None:
+def test_a_final_bar_older_than_the_window_is_late_and_a_tick_out_of_order() -> None:
     window = _window(_record(SUN, 10.5), _record(MON, 10.6))
     after, out = _run(window, _record(THU, 10.0, offset=3), _record(THU, 10.0, "tick", 4))
     assert after == window
-    assert [(o["reason"], o["offset"]) for o in out] == [("out_of_order", 3), ("out_of_order", 4)]
+    assert [(o["kind"], o.get("reason"), o["offset"]) for o in out] == [("late", None, 3), ("bad", "out_of_order", 4)]
+    late = out[0]
+    assert (late["symbol"], late["date"], late["close"], late["raw"], late["raw_size"]) == ("AAA", THU, 10.0, b"{}", 2)
+
+
+def test_an_identical_final_bar_again_is_resent_not_a_dead_letter_nor_re_emitted() -> None:
+    window = _window(_record(THU, 10.0), _record(SUN, 10.5))
+    again = {**_record(SUN, 10.5, offset=8), "produced_at": 99, "source": "live"}  # only the stamp differs
+    after, out = _run(window, _record(THU, 10.0, offset=7), again)
+    assert after == window
+    assert [(o["kind"], o["date"], o["offset"]) for o in out] == [("resent", THU, 7), ("resent", SUN, 8)]
+
+
+def test_missing_values_equal_missing_values_when_comparing_a_resent_bar() -> None:
+    window = _window({**_record(THU, 10.0), "volume": np.nan, "trades": None})
+    _, out = _run(window, {**_record(THU, 10.0, offset=2), "volume": None, "trades": pd.NA})
+    assert [o["kind"] for o in out] == ["resent"]
+    _, out = _run(window, _record(THU, 10.0, offset=3))  # a volume where the first had none
+    assert [(o["kind"], o["reason"]) for o in out] == [("bad", "duplicate")]
+
+
+@pytest.mark.parametrize("change", [{"open": 9.9}, {"high": 10.2}, {"low": 9.0}, {"close": 10.1},
+                                    {"volume": 1001.0}, {"trades": 11}, {"value_mn": 1.5}])
+def test_a_different_final_bar_for_a_date_in_the_window_is_a_duplicate(change: dict[str, float]) -> None:
+    window = _window(_record(THU, 10.0), _record(SUN, 10.5))
+    _, out = _run(window, {**_record(THU, 10.0, offset=4), **change})
+    assert [(o["kind"], o["reason"], o["field"], o["raw_size"]) for o in out] == [("bad", "duplicate", "date", 2)]
+
+
+def test_resent_and_late_bars_give_the_same_output_across_batch_boundaries() -> None:
+    records = [_record(THU, 10.0, offset=1), _record(SUN, 10.5, offset=2), _record(THU, 10.0, offset=3),
+               _record(SUN, 10.6, offset=4)]
+    _, whole = _run([], *records)
+    window, first = _run([], *records[:2])
+    _, second = _run(window, *records[2:])
+    def order(rows: list[dict]) -> list[dict]:
+        return sorted(rows, key=lambda o: (o["kind"], str(o.get("date")), o.get("offset", -1)))
+
+    assert order(first + second) == order(whole)
+    assert [(o["kind"], o.get("reason")) for o in second] == [("resent", None), ("bad", "duplicate")]
 
 
 def test_no_outcome_when_a_session_is_missing_between_bars() -> None:

@@ -1,4 +1,4 @@
-"""Default arguments and the start date every project DAG shares."""
+"""Default arguments, the start date, the timetable and the run's date every project DAG shares."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import pendulum
+from airflow.timetables.trigger import CronTriggerTimetable
 
 DHAKA = pendulum.timezone("Asia/Dhaka")
 
@@ -21,3 +22,18 @@ def default_args(retries: int = 2) -> dict[str, Any]:
     """Retries with exponential backoff for every task (transient broker/registry hiccups)."""
     return {"owner": OWNER, "retries": retries, "retry_delay": dt.timedelta(minutes=1),
             "retry_exponential_backoff": True, "max_retry_delay": dt.timedelta(minutes=15)}
+
+
+def dhaka_cron(cron: str) -> CronTriggerTimetable:
+    """Run at the cron's moments in Asia/Dhaka (DSE's clock): an explicit timetable, not an interval schedule."""
+    return CronTriggerTimetable(cron, timezone="Asia/Dhaka")
+
+
+def run_day(logical_date: dt.datetime | None, data_interval_end: dt.datetime | None = None) -> dt.date:
+    """The day (Asia/Dhaka) a run is for: its logical date, else its data interval's end, else today.
+
+    A scheduled run of a `dhaka_cron` DAG has a logical date; a manual trigger may have none
+    (Airflow 3), and then the run is for when it runs.
+    """
+    moment = logical_date or data_interval_end
+    return (pendulum.instance(moment) if moment else pendulum.now(DHAKA)).in_timezone(DHAKA).date()
