@@ -64,7 +64,18 @@ def test_a_shift_in_one_feature_shows_in_that_feature(world, tmp_path) -> None:
     settings, last = world
     session = store.read_calendar(settings.store_dir).sessions[-1]
     plain = feature_drift(settings, _engine(tmp_path / "plain.db", _stored(last, session)), session)
-    shifted = last.assign(gap=last["gap"] + 0.2)
+    half = np.arange(len(last)) < len(last) // 2  # one group of instruments moves, the rest does not
+    shifted = last.assign(gap=np.where(half, last["gap"] + 0.2, last["gap"]))
     moved = feature_drift(settings, _engine(tmp_path / "shifted.db", _stored(shifted, session)), session)
     assert moved["gap"] > plain["gap"] + 1.0
     assert {k: v for k, v in moved.items() if k != "gap"} == {k: v for k, v in plain.items() if k != "gap"}
+
+
+def test_a_market_wide_move_is_not_drift(world, tmp_path) -> None:
+    """Every instrument's value shifted alike (a rally) leaves the session's cross-section as it was."""
+    settings, last = world
+    session = store.read_calendar(settings.store_dir).sessions[-1]
+    plain = feature_drift(settings, _engine(tmp_path / "plain.db", _stored(last, session)), session)
+    rally = feature_drift(settings, _engine(tmp_path / "rally.db", _stored(last.assign(ret_1=last["ret_1"] + 0.05),
+                                                                            session)), session)
+    assert rally["ret_1"] == pytest.approx(plain["ret_1"], abs=1e-9)
