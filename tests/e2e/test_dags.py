@@ -243,10 +243,12 @@ def _stream_like(settings: Settings, symbols: list[str]) -> None:
 
 
 def _outcomes(engine, scored: pd.DataFrame, version: str) -> None:
-    nxt = scored.groupby("symbol")["close"].shift(-1)
-    done = scored[nxt.notna()].assign(actual=(nxt[nxt.notna()] > scored["close"]).astype(int))
+    by_symbol = scored.groupby("symbol")
+    nxt = by_symbol["close"].shift(-1)
+    done = scored.assign(actual=(nxt > scored["close"]).astype(int), next_date=by_symbol["date"].shift(-1))
+    done = done[nxt.notna()]
     database.upsert(engine, tables.prediction_outcomes, [
-        {"symbol": r.symbol, "date": r.date, "next_date": r.date, "probability": float(r.probability),
+        {"symbol": r.symbol, "date": r.date, "next_date": r.next_date, "probability": float(r.probability),
          "label": int(r.label), "actual": int(r.actual), "correct": bool(r.label == r.actual),
          "model_version": version} for r in done.itertuples()])
 
@@ -278,7 +280,8 @@ def test_monitoring_passes_at_the_defaults_then_alerts_on_a_constant_model(dag_e
 @pytest.mark.services
 def test_a_retrain_task_failing_after_training_then_retried_makes_one_version(dag_env):
     """The train step registered a version, then the task failed; its retry reuses that version."""
-    settings = dag_env["settings"]
+    # a model name of its own: with no champion there is always something new to train on
+    settings = dag_env["settings"].model_copy(update={"model_name": f"retry-{uuid.uuid4().hex[:8]}"})
     client = MlflowClient(settings.tracking_uri)
     day = dt.date(2025, 8, 27)
     before = len(client.search_model_versions(f"name='{settings.model_name}'"))
