@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, task
+from airflow.sdk import task
 
 from dse_platform.config import get_settings
 from dse_platform.orchestration.airflow import hooks
-from dse_platform.orchestration.airflow.defaults import START, default_args, dhaka_cron, run_day
+from dse_platform.orchestration.airflow.defaults import dhaka_cron, project_dag, run_day
 
-with DAG(
-    dag_id="dse_end_of_day",
-    schedule=dhaka_cron(get_settings().eod_schedule),
-    start_date=START,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=["dse", "live"],
-    doc_md=__doc__,
+with project_dag(
+    "dse_end_of_day", dhaka_cron(get_settings().eod_schedule), tags=["dse", "live"], doc_md=__doc__,
 ):
 
     @task(execution_timeout=dt.timedelta(minutes=30))

@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import Param, task
 
 from dse_platform.config import get_settings
 from dse_platform.orchestration.airflow import hooks
-from dse_platform.orchestration.airflow.defaults import START, default_args, dhaka_cron
+from dse_platform.orchestration.airflow.defaults import dhaka_cron, project_dag
 
-with DAG(
-    dag_id="dse_live_ingest",
-    schedule=dhaka_cron(get_settings().live_schedule),
-    start_date=START,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=["dse", "live"],
-    doc_md=__doc__,
+with project_dag(
+    "dse_live_ingest", dhaka_cron(get_settings().live_schedule), tags=["dse", "live"], doc_md=__doc__,
     params={
         "max_polls": Param(None, type=["null", "integer"], minimum=1, title="Stop after this many polls"),
         "max_wait_s": Param(1800, type="integer", minimum=0, title="Longest wait for the open before ending"),

@@ -7,21 +7,14 @@ logged, recorded once per session and kind as an ``alert`` model event, and fail
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import task
 
 from dse_platform.config import get_settings
 from dse_platform.orchestration.airflow import hooks
-from dse_platform.orchestration.airflow.defaults import START, default_args, dhaka_cron, run_day
+from dse_platform.orchestration.airflow.defaults import dhaka_cron, project_dag, run_day
 
-with DAG(
-    dag_id="dse_monitoring",
-    schedule=dhaka_cron(get_settings().monitoring_schedule),
-    start_date=START,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=["dse", "monitoring"],
-    doc_md=__doc__,
+with project_dag(
+    "dse_monitoring", dhaka_cron(get_settings().monitoring_schedule), tags=["dse", "monitoring"], doc_md=__doc__,
 ):
 
     @task

@@ -9,20 +9,14 @@ the decision once per date; a run with no new data holds the current model witho
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import task
 
 from dse_platform.config import get_settings
 from dse_platform.orchestration.airflow import hooks
-from dse_platform.orchestration.airflow.defaults import START, default_args, dhaka_cron, run_day
+from dse_platform.orchestration.airflow.defaults import dhaka_cron, project_dag, run_day
 
-with DAG(
-    dag_id="dse_nightly_retrain",
-    schedule=dhaka_cron(get_settings().retrain_schedule),
-    start_date=START,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    tags=["dse", "model", "nightly"],
+with project_dag(
+    "dse_nightly_retrain", dhaka_cron(get_settings().retrain_schedule), tags=["dse", "model", "nightly"],
     doc_md=__doc__,
 ):
 

@@ -9,24 +9,17 @@ the connection). With the available-now trigger or a run time limit the run ends
 from __future__ import annotations
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import Param, task
 
 from dse_platform.config import get_settings
-from dse_platform.orchestration.airflow.defaults import START, default_args
+from dse_platform.orchestration.airflow.defaults import project_dag
 from dse_platform.orchestration.airflow.sensors import PredictionsSensor
 from dse_platform.runtime import spark
 
 settings = get_settings()
 
-with DAG(
-    dag_id="dse_streaming",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(retries=0),
-    tags=["dse", "streaming"],
-    doc_md=__doc__,
+with project_dag(
+    "dse_streaming", None, tags=["dse", "streaming"], doc_md=__doc__, retries=0,
     params={
         "start": Param("2025-08-01", type="string", format="date", title="First trading date to replay"),
         "end": Param("2025-08-25", type="string", format="date", title="Last trading date to replay"),

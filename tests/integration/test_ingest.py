@@ -196,14 +196,14 @@ def test_file_of_another_exchange_is_refused(tmp_path):
         ingest([tmp_path / "in"], tmp_path / "store", progress=False)
 
 
-def test_failed_ingest_leaves_the_previous_store_intact(tmp_path):
+def test_strict_failed_ingest_leaves_the_previous_store_intact(tmp_path):
     good = _eod(tmp_path, "BATBC.csv", "".join(f"01/{d:02d}/2024,10,11,9,10.5,100,5\n" for d in (2, 3, 4, 7)))
     target = tmp_path / "store"
     ingest([good], target, today=TODAY, progress=False)
     before = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
     (good.parent / "broken.csv").write_text("not,a,dse,file\n1,2,3,4\n")
     with pytest.raises(PlatformError, match="unknown file format"):
-        ingest([good.parent], target, today=TODAY, progress=False)
+        ingest([good.parent], target, today=TODAY, progress=False, strict=True)
     after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
     assert after == before
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".store.")]

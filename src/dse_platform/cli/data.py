@@ -11,6 +11,7 @@ from rich.table import Table
 from dse_platform.cli.console import console, echo, parse_date, parse_speed, parse_symbols
 from dse_platform.config import get_settings
 from dse_platform.data import ingest as ingest_mod
+from dse_platform.data.formats import ColumnMap
 from dse_platform.data.quality import REJECT_RULES
 from dse_platform.data.trading_calendar import today_dhaka
 from dse_platform.streams import kafka_io
@@ -42,15 +43,27 @@ def _print_quality(report: dict) -> None:
 def ingest(
     paths: list[Path] = typer.Argument(None, help="Files or folders to read (default: the shipped data/)."),
     store_dir: Path = typer.Option(None, "--store", help="Store folder (default DSE_STORE_DIR or var/store)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable file."),
+    columns: str = typer.Option(None, "--columns", help="Column map: symbol=Ticker,date=Day,..."),
 ) -> None:
-    """Validate raw DSE files into the canonical Parquet bar store and print the quality report."""
+    """Validate raw DSE files into the canonical Parquet bar store and print the quality report.
+
+    A file that cannot be read is refused and listed, the others are stored; the exit status is 1 then.
+    """
     settings = get_settings()
     target = store_dir or settings.store_dir
+    column_map = ColumnMap.parse(columns) if columns else None
     result = ingest_mod.ingest(paths or [settings.data_dir], target, progress=sys.stderr.isatty(),
-                               reference_file=settings.reference_file)
+                               reference_file=settings.reference_file, strict=strict, columns=column_map)
     _print_quality(result.report)
     echo(f"store written to {target} (report: {target / 'quality_report.json'}, "
           f"rejects: {target / 'rejects.csv'})")
+    for item in result.report["refused"]:
+        echo(f"refused {item['file']}: {item['reason']}")
+    if result.report["refused"]:
+        echo(f"{len(result.report['refused'])} file(s) refused and not stored; fix them and run again, "
+             "or pass --strict to stop at the first")
+        raise typer.Exit(1)
 
 
 @app.command("replay")

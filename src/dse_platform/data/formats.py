@@ -1,12 +1,17 @@
-"""Raw DSE file formats, recognised by their header, parsed into one raw bar layout.
+"""Raw DSE file formats, recognised by their header (or first line), parsed into one raw bar layout.
 
-Three layouts exist in the wild (see data/README.md):
+Layouts in the wild (see data/README.md), tried in the order of :data:`FORMATS`:
 
 * per-instrument end-of-day files ``<CODE>.csv``: ``date,open,high,low,close,volume,trade``
   (MM/DD/YYYY; sometimes with junk ``Unnamed: N`` columns),
 * investing.com exports: ``"Date","Price","Open","High","Low","Vol.","Change %"`` with quoted
   thousands separators, percentages and K/M/B volumes, newest first,
-* DSE's day-end archive: ``#,DATE,Scrip,LTP*,High,Low,Open,Close,YCP,Trade,VALUE (mn),Volume``.
+* DSE's day-end archive: ``#,DATE,Scrip,LTP*,High,Low,Open,Close,YCP,Trade,VALUE (mn),Volume``,
+* one row per instrument and day with a trading-code column in DSE's or the scrapers' spellings
+  (``trading_code,date,openning_price,...``, bdshare's ``date,trading_code,ltp,high,low,openp,closep,...``),
+* generic per-instrument ``Date,Open,High,Low,Close,Volume`` in any case (code from the file name),
+* the headerless end-of-day export ``ticker,date,open,high,low,close,volume`` (day order read off the data),
+* anything else through an explicit :class:`ColumnMap`.
 
 Every parser keeps values as text where they do not parse, so that the quality rules
 (not the parser) decide what happens to a bad cell and nothing is dropped on the way.
@@ -15,6 +20,7 @@ Every parser keeps values as text where they do not parse, so that the quality r
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import gzip
 import io
 import re
@@ -166,29 +172,172 @@ def parse_day_end(path: Path, header: list[str], rows: list[tuple[int, list[str]
     return ParsedFile(path, "day-end", _frame(records, path, "day-end"), [], truncated)
 
 
+#: raw-layout field -> the header spellings DSE (``OPENP*``, ``openning_price``), its scrapers (bdshare) and
+#: generic exports use; the first one present wins
+ALIASES: dict[str, tuple[str, ...]] = {
+    "symbol": ("trading_code", "trading code", "tradingcode", "scrip", "symbol", "ticker", "code"),
+    "date": ("date",),
+    "open": ("open", "openp", "openp*", "openning_price", "opening_price", "open_price"),
+    "high": ("high", "high_price"),
+    "low": ("low", "low_price"),
+    "close": ("close", "closep", "closep*", "closing_price", "close_price"),
+    "volume": ("volume", "vol"),
+    "trades": ("trade", "trades"),
+    "value_mn": ("value_mn", "value (mn)"),
+    "ycp": ("ycp", "ycp*"),
+}
+#: fields every layout must provide (the symbol may come from the file name)
+BAR_FIELDS = ("date", "open", "high", "low", "close")
+
+
+def _positions(header: list[str]) -> dict[str, int]:
+    names = [_norm(h) for h in header]
+    found = {f: next((names.index(a) for a in spellings if a in names), -1) for f, spellings in ALIASES.items()}
+    return {f: i for f, i in found.items() if i >= 0}
+
+
+def _parse_columns(path: Path, fmt: str, rows: list[tuple[int, list[str]]], pos: dict[str, int],
+                   dates: dict[str, str] | None = None) -> ParsedFile:
+    """Rows read by column position; the symbol from its column, else the file name; dates rewritten by ``dates``."""
+    file_symbol = symbol_from_filename(path)
+    records, truncated = [], []
+    needed = max(pos.values()) + 1
+    for line, cells in rows:
+        if len(cells) < needed:
+            truncated.append((line, ",".join(cells)))
+            continue
+        record = {f: cells[i].replace(",", "").strip() for f, i in pos.items() if f not in ("symbol", "date")}
+        date = cells[pos["date"]].strip()
+        record.update(symbol=canonical_symbol(cells[pos["symbol"]]) if "symbol" in pos else file_symbol,
+                      date=(dates or {}).get(date, date), source_line=line)
+        records.append(record)
+    return ParsedFile(path, fmt, _frame(records, path, fmt), [], truncated)
+
+
+def parse_named(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> ParsedFile:
+    """OHLCV file with DSE's or a scraper's column names: one instrument (code from the file name) or many."""
+    pos = _positions(header)
+    return _parse_columns(path, "trading-code" if "symbol" in pos else "ohlcv", rows, pos)
+
+
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9&().\-_]*")
+_NUMBER = re.compile(r"-?[\d,]*\.?\d+")
+_DATES = ((re.compile(r"(\d{4})(\d{2})(\d{2})"), ("ymd",)), (re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"), ("ymd",)),
+          (re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})"), ("dmy", "mdy")))
+
+
+def _date_readings(cell: str) -> dict[str, str]:
+    """ISO date of ``cell`` under each day order it is valid in (20251022, 2025-10-22, 22/10/2025 or 10/22/2025)."""
+    for pattern, orders in _DATES:
+        match = pattern.fullmatch(cell.strip())
+        if match:
+            a, b, c = (int(g) for g in match.groups())
+            readings = {}
+            for order in orders:
+                year, month, day = {"ymd": (a, b, c), "dmy": (c, b, a), "mdy": (c, a, b)}[order]
+                try:
+                    readings[order] = dt.date(year, month, day).isoformat()
+                except ValueError:
+                    continue
+            return readings
+    return {}
+
+
+def is_headerless(header: list[str]) -> bool:
+    """The end-of-day export has no header: its first line is a code, a date and five numbers."""
+    cells = [c.strip() for c in header]
+    return (len(cells) >= 7 and bool(_CODE.fullmatch(cells[0])) and not _NUMBER.fullmatch(cells[0])
+            and bool(_date_readings(cells[1])) and all(_NUMBER.fullmatch(c) for c in cells[2:7]))
+
+
+def parse_headerless(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> ParsedFile:
+    """``ticker,date,open,high,low,close,volume`` without a header; the day order is read off the data."""
+    rows = [(1, header), *rows]
+    readings = [_date_readings(cells[1]) for _, cells in rows if len(cells) > 1]
+    orders = set.intersection(*(set(r) for r in readings if r))
+    if len(orders) != 1:
+        sample = next(cells[1] for _, cells in rows if len(cells) > 1)
+        reason = ("is ambiguous: no day is above 12, so every date (e.g. '" + sample + "') reads as day/month "
+                  "and as month/day") if orders else "mixes day-first and month-first dates"
+        raise PlatformError(f"{path}: date column (2nd) {reason}", "rewrite the dates as YYYY-MM-DD")
+    (order,) = orders
+    dates = {cells[1].strip(): r[order] for (_, cells), r in zip(rows, readings, strict=False) if order in r}
+    pos = {"symbol": 0, "date": 1, "open": 2, "high": 3, "low": 4, "close": 5, "volume": 6}
+    return _parse_columns(path, "headerless", rows, pos, dates)
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """``--columns``: raw-layout field -> the file's own column name, for a layout no header rule recognises."""
+
+    columns: dict[str, str]
+
+    @classmethod
+    def parse(cls, spec: str) -> ColumnMap:
+        """``symbol=Ticker,date=Day,open=O,...``; date, open, high, low and close are required."""
+        columns: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            target, sep, source = (s.strip() for s in item.partition("="))
+            if not sep or not source:
+                raise PlatformError(f"--columns: '{item}' is not field=column", "write e.g. date=Day,close=Last")
+            if target.lower() not in ALIASES:
+                raise PlatformError(f"--columns: unknown field '{target}'", f"use one of {', '.join(ALIASES)}")
+            columns[target.lower()] = source
+        missing = [f for f in BAR_FIELDS if f not in columns]
+        if missing:
+            raise PlatformError(f"--columns: no column given for {', '.join(missing)}",
+                                f"map at least {', '.join(BAR_FIELDS)}")
+        return cls(columns)
+
+    def positions(self, header: list[str]) -> dict[str, int] | None:
+        """Where each mapped column is in ``header`` (any case), or None when one is absent."""
+        names = [_norm(h) for h in header]
+        wanted = {field_: _norm(column) for field_, column in self.columns.items()}
+        if not set(wanted.values()) <= set(names):
+            return None
+        return {field_: names.index(column) for field_, column in wanted.items()}
+
+
 Parser = Callable[[Path, list[str], list[tuple[int, list[str]]]], ParsedFile]
 
-#: (format name, columns that must all be in the header, parser); most specific first
-FORMATS: list[tuple[str, set[str], Parser]] = [
-    ("investing", {"date", "price", "open", "high", "low", "vol.", "change %"}, parse_investing),
-    ("day-end", {"date", "high", "low", "ycp", "trade", "value (mn)", "volume"}, parse_day_end),
-    ("dse-eod", {"date", "open", "high", "low", "close", "volume", "trade"}, parse_eod),
+
+def _has(*columns: str) -> Callable[[list[str]], bool]:
+    return lambda header: set(columns) <= {_norm(h) for h in header}
+
+
+def _named(symbol: bool) -> Callable[[list[str]], bool]:
+    return lambda header: ({*BAR_FIELDS, "symbol"} if symbol else {*BAR_FIELDS, "volume"}) <= set(_positions(header))
+
+
+#: (format name, test on the first line, parser); most specific first
+FORMATS: list[tuple[str, Callable[[list[str]], bool], Parser]] = [
+    ("investing", _has("date", "price", "open", "high", "low", "vol.", "change %"), parse_investing),
+    ("day-end", lambda h: _has("date", "high", "low", "ycp", "trade", "value (mn)", "volume")(h)
+     and (_has("scrip")(h) or _has("trading code")(h)), parse_day_end),
+    ("dse-eod", _has("date", "open", "high", "low", "close", "volume", "trade"), parse_eod),
+    ("trading-code", _named(symbol=True), parse_named),
+    ("ohlcv", _named(symbol=False), parse_named),
+    ("headerless", is_headerless, parse_headerless),
 ]
 
 
 def detect_format(path: Path, header: list[str]) -> tuple[str, Parser]:
-    names = {_norm(h) for h in header}
-    for fmt, required, parser in FORMATS:
-        if required <= names and (fmt != "day-end" or names & {"scrip", "trading code"}):
+    """The first layout in :data:`FORMATS` whose test the file's first line passes."""
+    for fmt, matches, parser in FORMATS:
+        if matches(header):
             return fmt, parser
     raise PlatformError(
         f"{path}: unknown file format; columns seen: {', '.join(h.strip() for h in header) or '(none)'}",
-        "expected a DSE per-instrument EOD file (date,open,high,low,close,volume,trade), an investing.com "
-        "export or DSE's day-end archive layout")
+        "expected date,open,high,low,close,volume (any case; a trading_code column for many instruments), "
+        "an investing.com export, DSE's day-end archive or a headerless ticker,date,open,high,low,close,volume "
+        "export; otherwise name the columns with --columns")
 
 
-def parse_file(path: Path, text: str | None = None) -> ParsedFile:
-    """Parse one raw file (its ``text`` when already read) in whichever known layout its header shows."""
+def parse_file(path: Path, text: str | None = None, columns: ColumnMap | None = None) -> ParsedFile:
+    """Parse one raw file (its ``text`` when already read) by ``columns`` when its header has them, else by layout."""
     header, rows = split_records(read_text(path) if text is None else text)
+    pos = columns.positions(header) if columns else None
+    if pos is not None:
+        return _parse_columns(path, "column-map", rows, pos)
     _, parser = detect_format(path, header)
     return parser(path, header, rows)

@@ -17,10 +17,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from dse_platform.data import store
-from dse_platform.data.formats import ParsedFile, parse_file, read_text
+from dse_platform.data.formats import ColumnMap, ParsedFile, parse_file, read_text
 from dse_platform.data.instruments import DEFAULT_REFERENCE, INDEX_SYMBOLS, is_reference, load_reference
 from dse_platform.data.quality import FLAG_RULES, REJECT_RULES, apply_rules
 from dse_platform.errors import PlatformError
+
+#: layouts whose single trading code comes from the file name (not checked against the reference)
+PER_INSTRUMENT = {"dse-eod", "ohlcv", "investing"}
 
 
 @dataclass
@@ -47,7 +50,7 @@ def discover(paths: Iterable[Path]) -> list[Path]:
 
 def _check_symbols(parsed: ParsedFile, reference: pd.DataFrame) -> None:
     """A multi-instrument file none of whose codes is a DSE code is another market's file: refuse it."""
-    if parsed.fmt != "day-end" or reference.empty or parsed.rows.empty:
+    if parsed.fmt in PER_INSTRUMENT or reference.empty or parsed.rows.empty:
         return
     codes = set(parsed.rows["symbol"])
     if not codes & (set(reference.index) | INDEX_SYMBOLS):
@@ -56,7 +59,7 @@ def _check_symbols(parsed: ParsedFile, reference: pd.DataFrame) -> None:
                             "this looks like another exchange's file; ingest only DSE data")
 
 
-def build_report(files: list[ParsedFile], outcome, read: int) -> dict:
+def build_report(files: list[ParsedFile], outcome, read: int, refused: list[dict[str, str]]) -> dict:
     kept, rejects = outcome.kept, outcome.rejects
     flagged = kept["quality_flags"] != ""
     by_rule = {rule: int(kept["quality_flags"].str.contains(rf"(?:^|\|){rule}(?:\||$)").sum()) for rule in FLAG_RULES}
@@ -79,27 +82,54 @@ def build_report(files: list[ParsedFile], outcome, read: int) -> dict:
         "last_date": str(max(kept["date"])) if len(kept) else None,
         "sessions": len(outcome.calendar.sessions),
         "by_symbol": per_symbol,
+        "refused": refused,
     }
 
 
 def ingest(paths: Iterable[Path], store_dir: Path, today: dt.date | None = None,
-           progress: bool = True, reference_file: Path = DEFAULT_REFERENCE) -> IngestResult:
-    """Read, validate and store; raises PlatformError (store untouched) on a file it cannot read."""
+           progress: bool = True, reference_file: Path = DEFAULT_REFERENCE, strict: bool = False,
+           columns: ColumnMap | None = None) -> IngestResult:
+    """Read, validate and store what can be read; a file that cannot is refused and listed in ``report["refused"]``.
+
+    ``strict`` raises PlatformError (store untouched) at the first refusal instead; so does a run
+    where no file at all could be read, as there is nothing to store.
+    """
     files = discover(list(paths))
     reference = load_reference(read_text(reference_file)) if reference_file.exists() else \
         pd.DataFrame(columns=["sector", "category"])
     parsed: list[ParsedFile] = []
+    errors: list[tuple[Path, PlatformError]] = []
+
+    def refuse(path: Path, exc: PlatformError) -> None:
+        if strict:
+            raise exc
+        errors.append((path, exc))
+
     for path in tqdm(files, desc="ingest", unit="file", disable=not progress):
-        text = read_text(path)
-        if is_reference(text):
-            reference = load_reference(text)
-        else:
-            parsed.append(parse_file(path, text))
-    for item in parsed:
-        _check_symbols(item, reference)
+        try:
+            text = read_text(path)
+            if is_reference(text):
+                reference = load_reference(text)
+            else:
+                parsed.append(parse_file(path, text, columns))
+        except PlatformError as exc:
+            refuse(path, exc)
+    # after the loop: the reference file may come after the files it vouches for
+    for item in list(parsed):
+        try:
+            _check_symbols(item, reference)
+        except PlatformError as exc:
+            parsed.remove(item)
+            refuse(item.path, exc)
+    if errors and not parsed:
+        if len(errors) == 1:
+            raise errors[0][1]
+        raise PlatformError(f"none of the {len(errors)} files could be read; first: {errors[0][1]}",
+                            "fix or remove the files named above")
+    refused = [{"file": str(path), "reason": str(exc).removeprefix(f"{path}: ")} for path, exc in errors]
     read = sum(len(p.rows) + len(p.truncated_lines) for p in parsed)
     outcome = apply_rules(parsed, reference, today)
-    report = build_report(parsed, outcome, read)
+    report = build_report(parsed, outcome, read, refused)
     if report["kept"] + report["rejected"] != read:
         raise PlatformError(f"internal reconciliation failed: kept {report['kept']} + rejected "
                             f"{report['rejected']} != read {read}", "report this as a bug")

@@ -1,4 +1,4 @@
-"""Default arguments, the start date, the timetable and the run's date every project DAG shares."""
+"""What every project DAG shares: the DAG's settings, default arguments, the timetable and the run's date."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import pendulum
+from airflow.sdk import DAG
 from airflow.timetables.trigger import CronTriggerTimetable
 
 DHAKA = pendulum.timezone("Asia/Dhaka")
@@ -22,6 +23,13 @@ def default_args(retries: int = 2) -> dict[str, Any]:
     """Retries with exponential backoff for every task (transient broker/registry hiccups)."""
     return {"owner": OWNER, "retries": retries, "retry_delay": dt.timedelta(minutes=1),
             "retry_exponential_backoff": True, "max_retry_delay": dt.timedelta(minutes=15)}
+
+
+def project_dag(dag_id: str, schedule: Any, *, tags: list[str], doc_md: str | None, retries: int = 2,
+                params: dict[str, Any] | None = None) -> DAG:
+    """A project DAG: fixed start, no catchup, one active run, the shared default arguments."""
+    return DAG(dag_id=dag_id, schedule=schedule, start_date=START, catchup=False, max_active_runs=1,
+               default_args=default_args(retries), tags=tags, doc_md=doc_md, params=params or {})
 
 
 def dhaka_cron(cron: str) -> CronTriggerTimetable:
