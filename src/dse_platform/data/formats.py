@@ -19,91 +19,27 @@ Every parser keeps values as text where they do not parse, so that the quality r
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import gzip
-import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from dse_platform.data.instruments import DSEX, canonical_symbol
+from dse_platform.data.raw_file import (
+    ParsedFile,
+    norm_header,
+    raw_frame,
+    read_text,
+    split_records,
+    symbol_from_filename,
+)
 from dse_platform.errors import PlatformError
-
-#: columns of the raw layout every parser produces (values still text, except line numbers)
-RAW_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume", "trades", "value_mn",
-               "ycp", "source_file", "source_line", "source_format"]
-
-
-@dataclass
-class ParsedFile:
-    """One raw file read into the raw layout, plus what the reader noticed about the file itself."""
-
-    path: Path
-    fmt: str
-    rows: pd.DataFrame
-    dropped_columns: list[str] = field(default_factory=list)
-    truncated_lines: list[tuple[int, str]] = field(default_factory=list)
-
-
-def read_text(path: Path) -> str:
-    """File contents as text: UTF-8 (BOM allowed), UTF-16 with a BOM, gzip-compressed or not."""
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise PlatformError(f"{path}: corrupt gzip data ({exc})", "re-copy the file from its source") from exc
-    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return raw.decode("utf-16")
-    if b"\x00" in raw[:4096]:
-        raise PlatformError(f"{path}: binary data (NUL bytes), not a CSV text file",
-                            "check that the file is a DSE CSV export and not a spreadsheet or archive")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PlatformError(
-            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-            "re-save the file as UTF-8 (e.g. iconv -f cp1252 -t utf-8)") from exc
-
-
-def _norm(name: str) -> str:
-    return name.strip().strip('"').strip().lower()
-
-
-def symbol_from_filename(path: Path) -> str:
-    """Code of a per-instrument file: the file name without .csv/.csv.gz (``AMCL(PRAN)`` kept, ``DSEX`` -> 00DSEX)."""
-    name = path.name
-    for suffix in (".gz", ".csv"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return canonical_symbol(name)
-
-
-def split_records(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header cells and (line number, cells) of every non-blank CSV record."""
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        return [], []
-    rows = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
-    return header, rows
-
-
-def _frame(records: list[dict], path: Path, fmt: str) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records, columns=RAW_COLUMNS)
-    frame["source_file"] = path.name
-    frame["source_format"] = fmt
-    return frame
 
 
 def parse_eod(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> ParsedFile:
     """Per-instrument EOD file; the trading code comes from the file name."""
-    names = [_norm(h) for h in header]
+    names = [norm_header(h) for h in header]
     junk = [h for h in header if re.match(r"^\s*unnamed: \d+\s*$", h, re.I) or not h.strip()]
     pos = {n: names.index(n) for n in ("date", "open", "high", "low", "close", "volume", "trade")}
     symbol = symbol_from_filename(path)
@@ -117,7 +53,7 @@ def parse_eod(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) 
                         "high": cells[pos["high"]], "low": cells[pos["low"]], "close": cells[pos["close"]],
                         "volume": cells[pos["volume"]], "trades": cells[pos["trade"]], "value_mn": "",
                         "ycp": "", "source_line": line})
-    return ParsedFile(path, "dse-eod", _frame(records, path, "dse-eod"), junk, truncated)
+    return ParsedFile(path, "dse-eod", raw_frame(records, path, "dse-eod"), junk, truncated)
 
 
 def _investing_number(text: str) -> str:
@@ -132,7 +68,7 @@ def _investing_number(text: str) -> str:
 
 def parse_investing(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> ParsedFile:
     """investing.com export of the DSEX index (the only index this layout is shipped for)."""
-    names = [_norm(h) for h in header]
+    names = [norm_header(h) for h in header]
     pos = {n: names.index(n) for n in ("date", "price", "open", "high", "low", "vol.")}
     symbol = DSEX
     records, truncated = [], []
@@ -147,12 +83,12 @@ def parse_investing(path: Path, header: list[str], rows: list[tuple[int, list[st
                         "low": _investing_number(cells[pos["low"]]),
                         "close": _investing_number(cells[pos["price"]]),
                         "volume": "", "trades": "", "value_mn": volume, "ycp": "", "source_line": line})
-    return ParsedFile(path, "investing", _frame(records, path, "investing"), [], truncated)
+    return ParsedFile(path, "investing", raw_frame(records, path, "investing"), [], truncated)
 
 
 def parse_day_end(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> ParsedFile:
     """DSE's day-end archive; an instrument that did not trade shows 0 prices and Close = YCP."""
-    names = [_norm(h) for h in header]
+    names = [norm_header(h) for h in header]
     code_col = "scrip" if "scrip" in names else "trading code"
     pos = {n: names.index(n) for n in ("date", code_col, "high", "low", "close", "ycp", "trade", "volume")}
     open_col = "open" if "open" in names else "openp*"
@@ -169,7 +105,7 @@ def parse_day_end(path: Path, header: list[str], rows: list[tuple[int, list[str]
                         "open": num["open"], "high": num["high"], "low": num["low"], "close": num["close"],
                         "volume": num["volume"], "trades": num["trade"], "value_mn": num["value"],
                         "ycp": num["ycp"], "source_line": line})
-    return ParsedFile(path, "day-end", _frame(records, path, "day-end"), [], truncated)
+    return ParsedFile(path, "day-end", raw_frame(records, path, "day-end"), [], truncated)
 
 
 #: raw-layout field -> the header spellings DSE (``OPENP*``, ``openning_price``), its scrapers (bdshare) and
@@ -191,7 +127,7 @@ BAR_FIELDS = ("date", "open", "high", "low", "close")
 
 
 def _positions(header: list[str]) -> dict[str, int]:
-    names = [_norm(h) for h in header]
+    names = [norm_header(h) for h in header]
     found = {f: next((names.index(a) for a in spellings if a in names), -1) for f, spellings in ALIASES.items()}
     return {f: i for f, i in found.items() if i >= 0}
 
@@ -211,7 +147,7 @@ def _parse_columns(path: Path, fmt: str, rows: list[tuple[int, list[str]]], pos:
         record.update(symbol=canonical_symbol(cells[pos["symbol"]]) if "symbol" in pos else file_symbol,
                       date=(dates or {}).get(date, date), source_line=line)
         records.append(record)
-    return ParsedFile(path, fmt, _frame(records, path, fmt), [], truncated)
+    return ParsedFile(path, fmt, raw_frame(records, path, fmt), [], truncated)
 
 
 def parse_named(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> ParsedFile:
@@ -291,8 +227,8 @@ class ColumnMap:
 
     def positions(self, header: list[str]) -> dict[str, int] | None:
         """Where each mapped column is in ``header`` (any case), or None when one is absent."""
-        names = [_norm(h) for h in header]
-        wanted = {field_: _norm(column) for field_, column in self.columns.items()}
+        names = [norm_header(h) for h in header]
+        wanted = {field_: norm_header(column) for field_, column in self.columns.items()}
         if not set(wanted.values()) <= set(names):
             return None
         return {field_: names.index(column) for field_, column in wanted.items()}
@@ -302,7 +238,7 @@ Parser = Callable[[Path, list[str], list[tuple[int, list[str]]]], ParsedFile]
 
 
 def _has(*columns: str) -> Callable[[list[str]], bool]:
-    return lambda header: set(columns) <= {_norm(h) for h in header}
+    return lambda header: set(columns) <= {norm_header(h) for h in header}
 
 
 def _named(symbol: bool) -> Callable[[list[str]], bool]:

@@ -17,9 +17,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from dse_platform.data import store
-from dse_platform.data.formats import ColumnMap, ParsedFile, parse_file, read_text
+from dse_platform.data.formats import ColumnMap, parse_file
 from dse_platform.data.instruments import DEFAULT_REFERENCE, INDEX_SYMBOLS, is_reference, load_reference
 from dse_platform.data.quality import FLAG_RULES, REJECT_RULES, apply_rules
+from dse_platform.data.raw_file import ParsedFile, read_text
 from dse_platform.errors import PlatformError
 
 #: layouts whose single trading code comes from the file name (not checked against the reference)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dse_platform.data.formats import RAW_COLUMNS, ParsedFile
 from dse_platform.data.instruments import INDEX_SYMBOLS
+from dse_platform.data.raw_file import RAW_COLUMNS, ParsedFile
 from dse_platform.data.rules import (
     MIN_TRADING_INSTRUMENTS,
     PRICE_COLS,

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from dse_platform.config import Settings
 from dse_platform.contracts import tables
 from dse_platform.data import store
-from dse_platform.data.formats import read_text
 from dse_platform.data.instruments import load_reference
 from dse_platform.data.quality import check_bars
+from dse_platform.data.raw_file import read_text
 from dse_platform.data.rules import MIN_TRADING_INSTRUMENTS
 from dse_platform.data.trading_calendar import TradingCalendar
 from dse_platform.serving import database

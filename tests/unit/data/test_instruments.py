@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dse_platform.config import PROJECT_DIR
-from dse_platform.data.formats import parse_file, symbol_from_filename
+from dse_platform.data.formats import parse_file
 from dse_platform.data.instruments import (
     DEFAULT_REFERENCE,
     DSEX,
@@ -18,6 +18,7 @@ from dse_platform.data.instruments import (
     is_reference,
     load_reference,
 )
+from dse_platform.data.raw_file import symbol_from_filename
 
 EOD = PROJECT_DIR / "data" / "dse-eod-2018-2025"
 
