@@ -59,10 +59,10 @@ class BatchSink:
         resent += int((frame["kind"] == "resent").sum())
         self._retry(lambda exc: isinstance(exc, PlatformError), f"publishing batch {batch_id}",
                     lambda: self._publish(scored, bad))
-        log.warning("batch %d: %d in, %d bad, %d resent, %d scored, model %s, %d outcomes, %.0f ms", batch_id,
-                    len(bars) + len(bad) + resent, len(bad), resent, len(scored),
-                    f"v{loaded.version}" if loaded else "none", len(outcomes),
-                    (time.perf_counter() - started) * 1000)
+        log.info("batch %d: %d in, %d bad, %d resent, %d scored, model %s, %d outcomes, %.0f ms", batch_id,
+                 len(bars) + len(bad) + resent, len(bad), resent, len(scored),
+                 f"v{loaded.version}" if loaded else "none", len(outcomes),
+                 (time.perf_counter() - started) * 1000)
 
     def _retry(self, transient: Callable[[BaseException], bool], what: str, call: Callable[[], T]) -> T:
         """``call`` tried ATTEMPTS times with exponential backoff while it fails transiently, then re-raised."""

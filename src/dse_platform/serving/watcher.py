@@ -96,7 +96,7 @@ class ModelWatcher:
             self._failed(exc)
         else:
             if self.failures:
-                log.warning("registry reachable again after %d failed polls", self.failures)
+                log.info("registry reachable again after %d failed polls", self.failures)
             self.failures, self._outage_recorded = 0, False
 
     def _follow(self) -> None:
@@ -122,7 +122,7 @@ class ModelWatcher:
             cache_error = self._save_to_cache(ref, path)
         previous = self.current.version if self.current else None
         self.current = LoadedModel(ref.version, model)
-        log.warning("scoring with %s version %s (was %s)", ref.name, ref.version, previous)
+        log.info("scoring with %s version %s (was %s)", ref.name, ref.version, previous)
         self._record("reloaded", ref.name, version=ref.version, previous_version=previous,
                      details={"found_by": ref.found_by, **({"cache_error": cache_error} if cache_error else {})})
 

@@ -151,8 +151,8 @@ class LivePoller:
                     return
                 wait = max((opens - moment).total_seconds(), 0.0)
                 if max_wait_s is not None and wait > max_wait_s:
-                    log.warning("DSE opens in %.0f s, more than the %.0f s this run may wait: ending", wait,
-                                max_wait_s)
+                    log.info("DSE opens in %.0f s, more than the %.0f s this run may wait: ending", wait,
+                             max_wait_s)
                     return
                 log.info("DSE is closed at %s; sleeping %.0f s until %s", moment.astimezone(DHAKA).isoformat(),
                          wait, opens.isoformat())

@@ -80,7 +80,7 @@ def test_a_late_bar_identical_to_the_stored_one_is_resent_a_different_or_unknown
     producer = Producer()
     batch = Batch(_late(THU, 10.0, 1), _late(SUN, 10.5, 2, trades=11), _late(dt.date(2024, 1, 10), 9.0, 3),
                   {"symbol": "AAA", "date": SUN, "kind": "resent", "topic": BARS, "partition": 0, "offset": 4})
-    with caplog.at_level(logging.WARNING, "dse.stream"):
+    with caplog.at_level(logging.INFO, "dse.stream"):  # per-batch progress is INFO, visible by default
         _sink(eng, producer)(batch, 7)
     dead = database.read_frame(eng, tables.dead_letters).sort_values("offset")
     assert list(zip(dead["offset"], dead["reason"], dead["field"], dead["raw_size"], strict=True)) == [
