@@ -59,10 +59,6 @@ class TradingCalendar:
             candidate -= dt.timedelta(days=1)
         raise ValueError(f"no DSE session within 400 days before {day}")
 
-    def sessions_between(self, start: dt.date, end: dt.date) -> list[dt.date]:
-        days = (end - start).days + 1
-        return [d for d in (start + dt.timedelta(n) for n in range(max(days, 0))) if self.is_session(d)]
-
     def in_session(self, moment: dt.datetime) -> bool:
         """True while the market is open (10:00-14:30 Asia/Dhaka on a session day)."""
         local = moment.astimezone(DHAKA)

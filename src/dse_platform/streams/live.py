@@ -32,7 +32,6 @@ from dse_platform.streams.live_page import VALUE_FIELDS, LayoutError, parse_late
 log = logging.getLogger(__name__)
 
 
-DSE_LATEST_URL: str = Settings.model_fields["live_url"].default
 
 
 USER_AGENT = "dse-platform-live/1.0 (polls during the DSE session only)"
@@ -98,7 +97,7 @@ class LivePoller:
 
     def __init__(self, settings: Settings, client: httpx.Client, producer: KafkaProducer,
                  calendar: TradingCalendar, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(DHAKA),
-                 sleep: Callable[[float], None] = time.sleep, url: str = DSE_LATEST_URL,
+                 sleep: Callable[[float], None] = time.sleep, url: str | None = None,
                  poll_interval_s: float | None = None) -> None:
         self.settings = settings
         self.client = client
@@ -106,7 +105,7 @@ class LivePoller:
         self.calendar = calendar
         self.now = now
         self.sleep = sleep
-        self.url = url
+        self.url = url or settings.live_url
         self.poll_interval_s = poll_interval_s or settings.live_poll_interval_s
         self.last: dict[str, tuple] = {}  # symbol -> values last published (acknowledged)
         self.failures = 0  # consecutive failed fetches, drives the backoff
