@@ -2,7 +2,8 @@
 
 One topic of real bars (55 instruments, 2023-10 .. 2024-12, with hostile records mixed in) is
 read by several independent runs of the job, each with its own checkpoint and database:
-the reference bounded run, a run killed -9 three times, and a run on a standalone cluster.
+the reference bounded run, a run killed -9 three times, a supervised run through a PostgreSQL
+restart and a Kafka broker restart, and a run on a standalone cluster.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from dse_platform.config import Settings
 from dse_platform.contracts.records import MAX_DEADLETTER_RAW_BYTES
 from dse_platform.data import store
 from dse_platform.model import features, gate, registry, training
+from dse_platform.runtime import health, supervisor
 from dse_platform.serving import database
 from dse_platform.streams import kafka_io, replay
-from tests.support.platform import DSE, free_port, fresh_database, wait_for
+from tests.support.platform import DSE, free_port, fresh_database, settings_for, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -247,6 +249,44 @@ def test_kill_9_three_times_then_resume_gives_identical_tables(platform, platfor
             proc.wait()
     assert _count(url, "predictions") < total
     bounded_run(env)
+    got = tables(url)
+    for name in ("predictions", "prediction_outcomes", "bars", "dead_letters"):
+        pd.testing.assert_frame_equal(got[name], reference["tables"][name], check_exact=True, obj=name)
+
+
+def _restart(platform: Settings, name: str, check) -> None:
+    """Stop a service of the session's platform, keep it down a few seconds, start it, wait until it is healthy."""
+    server = supervisor.rpc(platform).supervisor
+    server.stopProcess(name)
+    try:
+        wait_for(lambda: not check(platform)[0], 60, f"{name} to stop answering")
+        time.sleep(5)  # an outage, not a blip: the job's writes or fetches fail meanwhile
+    finally:
+        if server.getProcessInfo(name)["statename"] != "RUNNING":
+            server.startProcess(name)
+        wait_for(lambda: check(platform)[0], 180, f"{name} to answer again", every_s=1)
+
+
+def test_postgres_then_kafka_restarted_under_the_supervised_job_lose_and_duplicate_nothing(
+        platform, platform_env, served, topic, reference):
+    """The job as `dse stream --background` runs it: supervisor restarts it when an outage outlasts its retries."""
+    url = fresh_database(platform)
+    env = job_env(platform_env, served, topic, DSE_DB_URL=url, DSE_STREAM_MAX_OFFSETS="1500")
+    overrides = {k: v for k, v in env.items() if k.startswith("DSE_") and platform_env.get(k) != v}
+    job = settings_for(env)
+    total = len(reference["tables"]["predictions"])
+    server = supervisor.rpc(platform).supervisor
+    supervisor.start_program(job, "stream", overrides)
+    try:
+        wait_for(lambda: _count(url, "predictions") >= 0.3 * total, 600, "30% of the predictions")
+        _restart(platform, "postgres", health.database_health)
+        wait_for(lambda: _count(url, "predictions") >= 0.6 * total, 600, "60% of the predictions")
+        _restart(platform, "kafka", health.kafka_health)
+        wait_for(lambda: _count(url, "predictions") >= total, 900, "every prediction after both restarts")
+        assert server.getProcessInfo("stream")["statename"] == "RUNNING", supervisor.log_tail(job, "stream", 40)
+    finally:
+        if server.getProcessInfo("stream")["statename"] in supervisor.RUNNING_STATES:
+            server.stopProcess("stream")
     got = tables(url)
     for name in ("predictions", "prediction_outcomes", "bars", "dead_letters"):
         pd.testing.assert_frame_equal(got[name], reference["tables"][name], check_exact=True, obj=name)
