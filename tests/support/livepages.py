@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
+
 from dse_platform.config import PROJECT_DIR
 
 ARCHIVE_CSV = PROJECT_DIR / "data" / "day-end-archive-2025-10-22.csv"
@@ -184,3 +186,20 @@ def render_day_end_page(rows: list[DayEndRow], *, headers: list[str] | None = No
 </table></div>
 <p>* Last Traded Price, Opening Price, Closing Price</p>
 </div></body></html>"""
+
+
+def _decimal(value: float) -> Decimal:
+    """A stored float as the page prints it (an empty cell of the store shows as 0)."""
+    return Decimal(0) if pd.isna(value) else Decimal(repr(float(value)))
+
+
+def day_end_rows_from_bars(day_bars: pd.DataFrame, previous_close: dict[str, float]) -> list[DayEndRow]:
+    """A session's real bars (a store frame of one date) as the day-end archive shows them."""
+    rows = []
+    for bar in day_bars.itertuples():
+        close = _decimal(bar.close)
+        rows.append(DayEndRow(symbol=bar.symbol, ltp=close, high=_decimal(bar.high), low=_decimal(bar.low),
+                              close=close, ycp=_decimal(previous_close.get(bar.symbol, bar.close)),
+                              trades=int(_decimal(bar.trades)), value_mn=_decimal(bar.value_mn),
+                              volume=int(_decimal(bar.volume)), date=bar.date, open=_decimal(bar.open)))
+    return rows
