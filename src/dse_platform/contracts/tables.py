@@ -52,6 +52,20 @@ def _stamp(name: str) -> Column:
     return Column(name, UtcDateTime, nullable=False, default=utcnow, info={"stamp": True})
 
 
+#: which registry alias scored a prediction: ``production`` is what was served, ``challenger`` ran in shadow
+ROLES = ("production", "challenger")
+PRODUCTION, CHALLENGER = ROLES
+
+
+def _role() -> Column:
+    """The scoring role, last in the primary key (symbol, date, role): one bar has a row per role that scored it.
+
+    Declared after the other columns, where migration 0003 adds it, so a migrated database and one made by
+    ``create_all`` have the same column order.
+    """
+    return Column("role", String, primary_key=True, nullable=False, server_default=PRODUCTION)
+
+
 METADATA = MetaData()
 
 #: where alembic records the schema's revision: our own name, so it never collides with Airflow's or MLflow's
@@ -88,7 +102,10 @@ predictions = Table(
     Column("feature_version", String, nullable=False),
     Column("produced_at", BigInteger, nullable=False),  # of the bar, epoch ms
     _stamp("scored_at"),
+    _role(),
     Index("ix_predictions_date", "date"),
+    Index("ix_predictions_role_date", "role", "date"),
+    Index("ix_predictions_role_scored_at", "role", "scored_at"),  # the dashboard's lag and throughput
 )
 
 
@@ -115,7 +132,9 @@ prediction_outcomes = Table(
     Column("correct", Boolean, nullable=False),
     Column("model_version", String, nullable=False),
     _stamp("resolved_at"),
+    _role(),
     Index("ix_prediction_outcomes_date", "date"),
+    Index("ix_prediction_outcomes_role_date", "role", "date"),
 )
 
 

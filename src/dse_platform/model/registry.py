@@ -3,6 +3,8 @@
 The serving pointer is the alias ``production`` (DSE_MODEL_ALIAS) on the
 registered model ``dse-direction``; setting it in the MLflow UI is as valid as
 `dse promote`. A legacy stage "Production" is honoured when no alias exists.
+The alias ``challenger`` (DSE_CHALLENGER_ALIAS), when set, names the version the
+streaming job scores in shadow beside it.
 A model is only served when its signature lists exactly the feature module's
 columns and it was trained with the current feature version.
 """
@@ -66,15 +68,29 @@ def version_ref(client: MlflowClient, mv, found_by: str) -> ModelRef:
     return ModelRef(mv.name, str(mv.version), mv.run_id, (mv.tags or {}).get("feature_version"), found_by)
 
 
-def production_ref(settings: Settings, client: MlflowClient | None = None) -> ModelRef | None:
-    """The version serving should use: the alias, else the newest legacy "Production" stage, else None."""
+def alias_ref(settings: Settings, alias: str, client: MlflowClient | None = None) -> ModelRef | None:
+    """The version ``alias`` names on the registered model; None when the alias (or the model) does not exist."""
     client = client or connect(settings)
-    name = settings.model_name
     try:
-        return version_ref(client, client.get_model_version_by_alias(name, settings.model_alias), "alias")
+        return version_ref(client, client.get_model_version_by_alias(settings.model_name, alias), "alias")
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             raise
+    return None
+
+
+def challenger_ref(settings: Settings, client: MlflowClient | None = None) -> ModelRef | None:
+    """The version scored in shadow beside production: the challenger alias only (no legacy stage stands in)."""
+    return alias_ref(settings, settings.challenger_alias, client)
+
+
+def production_ref(settings: Settings, client: MlflowClient | None = None) -> ModelRef | None:
+    """The version serving should use: the alias, else the newest legacy "Production" stage, else None."""
+    client = client or connect(settings)
+    found = alias_ref(settings, settings.model_alias, client)
+    if found is not None:
+        return found
+    name = settings.model_name
     staged = [mv for mv in client.search_model_versions(f"name='{name}'") if mv.current_stage == "Production"]
     if not staged:
         return None
@@ -127,7 +143,10 @@ def list_models(settings: Settings) -> pd.DataFrame:
                      "stage": mv.current_stage, "feature_version": (mv.tags or {}).get("feature_version"),
                      "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.UTC)
                      .strftime("%Y-%m-%d %H:%M"),
-                     **{m: metrics.get(f"oos_{m}") for m in ("roc_auc", "accuracy", "log_loss")},
+                     "recipe": (mv.tags or {}).get("recipe"),
+                     **{f"{scope}_{m}": metrics.get(f"{prefix}{m}") for scope, prefix in (("folds", "cv_mean_"),
+                                                                                           ("holdout", "holdout_"))
+                        for m in ("roc_auc", "date_auc", "log_loss")},
                      f"gate_{settings.gate_metric}": evaluation.gate_score(
                          {k.removeprefix("last_fold_"): v for k, v in metrics.items()}, settings.gate_metric)
                      if f"last_fold_{settings.gate_metric.removeprefix('neg_')}" in metrics else None})

@@ -1,8 +1,13 @@
-"""Live accuracy of each model version on resolved outcomes, beside the baselines."""
+"""Live accuracy of each role and model version on resolved outcomes, beside the baselines.
+
+Both roles feed it: ``production`` (what was served) and ``challenger`` (scored in shadow on
+the same bars), so a challenger's live record sits beside the champion's before anyone promotes it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import pandas as pd
 from sqlalchemy import select
@@ -15,8 +20,16 @@ from dse_platform.serving import database
 BASELINES = ("baseline_always_up", "baseline_majority", "baseline_yesterday_sign")
 
 
+def strongest_baseline(row: Mapping[str, float]) -> str:
+    """The baseline a live-accuracy row must beat: the best of them on the same outcomes."""
+    return max(BASELINES, key=lambda b: row[b])
+
+
 def live_accuracy(engine, since: dt.date, until: dt.date) -> pd.DataFrame:
-    """Accuracy per model version on outcomes of bars dated ``since``..``until``, beside the baselines."""
+    """Accuracy per role and model version on outcomes of bars dated ``since``..``until``, beside the baselines.
+
+    Production's rows first, then the challenger's; within a role by version.
+    """
     table = tables.prediction_outcomes
     outcomes = database.read_frame(engine, select(table).where(table.c.date >= since, table.c.date <= until))
     if outcomes.empty:
@@ -27,9 +40,11 @@ def live_accuracy(engine, since: dt.date, until: dt.date) -> pd.DataFrame:
     merged = outcomes.merge(bars[["symbol", "date", "up_today"]], on=["symbol", "date"], how="left")
     merged["up_today"] = merged["up_today"].astype("boolean").fillna(False).astype(int)
     rows = []
-    for version, part in merged.groupby("model_version"):
+    merged["order"] = merged["role"].map({role: i for i, role in enumerate(tables.ROLES)})
+    for (_, role, version), part in merged.groupby(["order", "role", "model_version"]):
         up_rate = float((part["actual"] == 1).mean())
-        rows.append({"model_version": version, "outcomes": len(part), "accuracy": float(part["correct"].mean()),
+        rows.append({"role": role, "model_version": version, "outcomes": len(part),
+                     "accuracy": float(part["correct"].mean()),
                      "baseline_always_up": up_rate, "baseline_majority": max(up_rate, 1 - up_rate),
                      "baseline_yesterday_sign": float((part["actual"] == part["up_today"]).mean())})
     return pd.DataFrame(rows)

@@ -1,11 +1,13 @@
-"""Daily monitoring of one trading session: feature drift, live accuracy per model version, dead letters.
+"""Daily monitoring of one trading session: feature drift, live accuracy per role and version, dead letters.
 
 The run is for a day (Asia/Dhaka; the DAG passes its logical date there) and covers the last
 trading session on or before it, so a rerun for the same day reads the same rows and gives
 the same report. Drift is the population stability index (PSI) of each drift-monitored
 feature over the last DSE_MONITOR_DRIFT_SESSIONS sessions against the reference sessions
 before them (`drift.feature_drift`). Live accuracy covers outcomes of bars dated in the
-DSE_MONITOR_ACCURACY_DAYS up to the session, beside the strongest baseline. Dead letters are
+DSE_MONITOR_ACCURACY_DAYS up to the session, beside the strongest baseline, for the production
+model and the challenger scored in shadow; only production's (what was served) can alert, the
+challenger's is reported and logged for the promotion decision. Dead letters are
 those received on the session's day in Asia/Dhaka. Every crossed threshold becomes one
 ``alert`` row in `model_events` per (session, kind), however often the day is rerun; the
 caller (the DAG) fails the run.
@@ -25,7 +27,7 @@ from dse_platform.config import Settings
 from dse_platform.contracts import tables
 from dse_platform.data import store
 from dse_platform.data.trading_calendar import DHAKA
-from dse_platform.monitoring.accuracy import BASELINES, live_accuracy
+from dse_platform.monitoring.accuracy import live_accuracy, strongest_baseline
 from dse_platform.monitoring.drift import feature_drift
 from dse_platform.serving import database
 
@@ -73,8 +75,8 @@ def _alerts(settings: Settings, report: Report) -> list[tuple[str, str]]:
         alerts.append(("drift:none", f"no streamed features in the {settings.monitor_drift_sessions} sessions to "
                                      f"{report.session}: is the streaming job running?"))
     for row in report.accuracy.to_dict(orient="records"):
-        name = max(BASELINES, key=lambda b: row[b])
-        if row["outcomes"] >= settings.monitor_min_outcomes and \
+        name = strongest_baseline(row)
+        if row["role"] == tables.PRODUCTION and row["outcomes"] >= settings.monitor_min_outcomes and \
                 row["accuracy"] + settings.monitor_accuracy_slack < row[name]:
             alerts.append((f"accuracy:{row['model_version']}",
                            f"live accuracy of version {row['model_version']} is {row['accuracy']:.3f}, below the "
@@ -110,6 +112,10 @@ def run(settings: Settings, day: dt.date) -> Report:
                     accuracy=live_accuracy(engine, session - dt.timedelta(days=settings.monitor_accuracy_days - 1),
                                            session),
                     dead_letters=dead_letter_counts(engine, session))
+    for row in report.accuracy.to_dict(orient="records"):
+        best = strongest_baseline(row)
+        log.info("live accuracy of %s version %s: %.3f over %d outcomes (strongest baseline %s %.3f)", row["role"],
+                 row["model_version"], row["accuracy"], row["outcomes"], best.removeprefix("baseline_"), row[best])
     report.alerts = _alerts(settings, report)
     _record_once(settings, engine, session, report.alerts)
     return report

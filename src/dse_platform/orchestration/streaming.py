@@ -69,7 +69,7 @@ class RangePredictions:
 
 def range_predictions(settings: Settings, start: dt.date, end: dt.date,
                       symbols: Iterable[str] | None = None) -> RangePredictions:
-    """Predictions for ``start``..``end`` (and ``symbols``), whenever scored: a re-run of a range already
+    """Production's predictions for ``start``..``end`` (and ``symbols``), whenever scored: a re-run of a range already
     processed scores nothing new (its bars are re-sent ones) yet is healthy when the range has its predictions.
     """
     codes = list(symbols or []) or None
@@ -84,7 +84,8 @@ def range_predictions(settings: Settings, start: dt.date, end: dt.date,
     engine = database.engine(settings)
     database.migrate(engine)
     table = tables.predictions
-    in_range = table.c.date.between(start, end)
+    # what was served: the challenger's shadow rows would count a range production never scored
+    in_range = table.c.date.between(start, end) & (table.c.role == tables.PRODUCTION)
     if codes:
         in_range = in_range & table.c.symbol.in_(codes)
     with engine.connect() as conn:

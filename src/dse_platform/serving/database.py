@@ -186,6 +186,8 @@ def upsert(target: Connection | Engine, table: Table, rows: Sequence[Mapping[str
            update: bool = True) -> int:
     """Insert rows, or on a primary-key clash update the given columns (``update=False``: keep the stored row).
 
+    The conflict target is the whole primary key. A key column with a server default may be left out of every
+    row (the database fills it in, e.g. ``role`` = production); any other key column is required.
     A stored row equal to the incoming one is not touched (its stamp column stays), so writing the same rows
     again leaves the table identical. Rows repeating a key within one call collapse to the one that would
     win if applied in order (the last when updating, the first otherwise): PostgreSQL refuses to update a
@@ -194,8 +196,8 @@ def upsert(target: Connection | Engine, table: Table, rows: Sequence[Mapping[str
     names, records = _records(table, rows)
     if not records:
         return 0
-    keys = [c.name for c in table.primary_key.columns]
-    missing = sorted(set(keys) - set(names))
+    keys = [c.name for c in table.primary_key.columns if c.name in names]
+    missing = sorted(c.name for c in table.primary_key.columns if c.name not in names and c.server_default is None)
     if missing:
         raise ValueError(f"rows for {table.name} lack key column(s) {', '.join(missing)}")
     unique: dict[tuple, dict] = {}

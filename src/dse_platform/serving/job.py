@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dse_platform.config import Settings
+from dse_platform.contracts.tables import CHALLENGER
 from dse_platform.data.trading_calendar import TradingCalendar
 from dse_platform.errors import PlatformError
 from dse_platform.runtime.spark import APP_NAME, spark_conf, spark_env
@@ -93,9 +94,12 @@ def run(settings: Settings, calendar: TradingCalendar, timeout_s: float | None =
         engine = database.engine(settings)
         database.migrate(engine)
         watcher = ModelWatcher(settings, engine).start()
+        # an empty DSE_CHALLENGER_ALIAS turns shadow scoring off; an unset alias only leaves it idle
+        challenger = ModelWatcher(settings, engine, role=CHALLENGER).start() if settings.challenger_alias else None
         producer = kafka_io.BulkProducer(settings, client_id="dse-stream")
         spark = spark_session(settings)
-        query = build_query(spark, settings, calendar, BatchSink(settings, watcher, engine, producer)).start()
+        sink = BatchSink(settings, watcher, engine, producer, challenger=challenger)
+        query = build_query(spark, settings, calendar, sink).start()
         log.info("streaming from %s and %s; checkpoint %s; Spark UI %s", settings.bars_topic,
                     settings.ticks_topic, settings.stream_checkpoint, spark.sparkContext.uiWebUrl)
         try:
@@ -103,5 +107,7 @@ def run(settings: Settings, calendar: TradingCalendar, timeout_s: float | None =
         finally:
             if query.isActive:
                 query.stop()
-            watcher.stop()
+            for each in (watcher, challenger):
+                if each is not None:
+                    each.stop()
             spark.stop()

@@ -1,4 +1,12 @@
-"""The foreachBatch body: score, upsert every table, publish predictions and dead letters."""
+"""The foreachBatch body: score, upsert every table, publish predictions and dead letters.
+
+Each bar is scored by the production model and, when the challenger alias names one, by the
+challenger in shadow: the same `scoring.probabilities` call, stored under ``role`` beside each
+other in ``predictions`` (and their outcomes in ``prediction_outcomes``). The challenger never
+costs production anything: a challenger that fails to score is logged and recorded once per
+version (``shadow_failed``) and the batch goes on without its rows. Only production's predictions
+are published: the topic carries what was served.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from dse_platform.config import Settings
 from dse_platform.contracts import tables
 from dse_platform.contracts.records import DeadLetterRecord, PredictionRecord, epoch_ms
+from dse_platform.contracts.tables import CHALLENGER, PRODUCTION
 from dse_platform.errors import PlatformError
 from dse_platform.model import features
 from dse_platform.serving import database
@@ -30,6 +39,9 @@ ATTEMPTS = 4
 
 DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "raw", "raw_size", "reason", "field"]
 
+#: what scoring writes to ``predictions`` (the database stamps scored_at)
+SCORED_COLUMNS = [c.name for c in tables.predictions.columns if c.name != "scored_at"]
+
 T = TypeVar("T")
 
 
@@ -39,11 +51,18 @@ def transient_db_error(exc: BaseException) -> bool:
 
 
 class BatchSink:
-    """foreachBatch body: score, upsert everything, publish, print one summary line."""
+    """foreachBatch body: score (production, and the challenger in shadow), upsert everything, publish, log a line.
 
-    def __init__(self, settings: Settings, watcher: ModelWatcher, engine, producer, backoff_s: float = 0.5) -> None:
-        self.settings, self.watcher, self.engine, self.producer = settings, watcher, engine, producer
+    ``challenger`` is the watcher of the shadow role; None scores production alone.
+    """
+
+    def __init__(self, settings: Settings, watcher: ModelWatcher, engine, producer, backoff_s: float = 0.5,
+                 challenger: ModelWatcher | None = None) -> None:
+        self.settings, self.engine, self.producer = settings, engine, producer
+        self.watchers = {PRODUCTION: watcher, **({CHALLENGER: challenger} if challenger is not None else {})}
         self.backoff_s = backoff_s
+        #: challenger versions that failed to score: logged and recorded once per version, not once per batch
+        self._shadow_failures: set[str] = set()
 
     def __call__(self, batch, batch_id: int) -> None:
         started = time.perf_counter()
@@ -52,17 +71,26 @@ class BatchSink:
         bars = frame[frame["kind"] == "bar"]
         outcomes = frame[frame["kind"] == "outcome"]
         late = frame[frame["kind"] == "late"]
-        loaded = self.watcher.current
-        scored = self._score(bars, loaded)
+        models = {role: watcher.current for role, watcher in self.watchers.items()}
+        scored = self._score(bars, models)
         resent, bad = self._retry(transient_db_error, f"writing batch {batch_id}",
                                   lambda: self._write(bars, scored, outcomes, late, bad))
         resent += int((frame["kind"] == "resent").sum())
+        served = scored[scored["role"] == PRODUCTION]
         self._retry(lambda exc: isinstance(exc, PlatformError), f"publishing batch {batch_id}",
-                    lambda: self._publish(scored, bad))
-        log.info("batch %d: %d in, %d bad, %d resent, %d scored, model %s, %d outcomes, %.0f ms", batch_id,
-                 len(bars) + len(bad) + resent, len(bad), resent, len(scored),
-                 f"v{loaded.version}" if loaded else "none", len(outcomes),
-                 (time.perf_counter() - started) * 1000)
+                    lambda: self._publish(served, bad))
+        log.info("batch %d: %d in, %d bad, %d resent, %d scored, model %s, shadow %s, %d outcomes, %.0f ms",
+                 batch_id, len(bars) + len(bad) + resent, len(bad), resent, len(served),
+                 f"v{models[PRODUCTION].version}" if models[PRODUCTION] else "none",
+                 self._shadow_label(models.get(CHALLENGER), int((scored["role"] == CHALLENGER).sum())),
+                 len(outcomes), (time.perf_counter() - started) * 1000)
+
+    def _shadow_label(self, loaded: LoadedModel | None, count: int) -> str:
+        if loaded is None:
+            return "none"
+        if loaded.version in self._shadow_failures and not count:
+            return f"v{loaded.version} failed"
+        return f"v{loaded.version} {count} scored"
 
     def _retry(self, transient: Callable[[BaseException], bool], what: str, call: Callable[[], T]) -> T:
         """``call`` tried ATTEMPTS times with exponential backoff while it fails transiently, then re-raised."""
@@ -93,10 +121,26 @@ class BatchSink:
             database.upsert(conn, tables.dead_letters, bad[DEAD_LETTER_COLUMNS])
         return resent, bad
 
-    def _score(self, bars: pd.DataFrame, loaded: LoadedModel | None) -> pd.DataFrame:
+    def _score(self, bars: pd.DataFrame, models: dict[str, LoadedModel | None]) -> pd.DataFrame:
+        """Every ready bar scored by each role's model, one row per (bar, role) that has a model.
+
+        A production fault fails the batch (retried by the supervisor's restart); a challenger fault only
+        drops the shadow rows.
+        """
         ready = bars[bars["valid"].fillna(False).astype(bool)]
-        if loaded is None or ready.empty:
-            return pd.DataFrame(columns=[c.name for c in tables.predictions.columns if c.name != "scored_at"])
+        frames = []
+        for role, loaded in models.items():
+            if loaded is None or ready.empty:
+                continue
+            try:
+                frames.append(self._predictions(ready, role, loaded))
+            except Exception as exc:
+                if role == PRODUCTION:
+                    raise
+                self._shadow_failed(loaded, exc)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORED_COLUMNS)
+
+    def _predictions(self, ready: pd.DataFrame, role: str, loaded: LoadedModel) -> pd.DataFrame:
         from dse_platform.model import scoring
 
         p = scoring.probabilities(loaded.model, features.decode(ready["features"]))
@@ -104,7 +148,21 @@ class BatchSink:
             "symbol": ready["symbol"].to_numpy(), "date": ready["date"].to_numpy(), "probability": p,
             "label": (p >= 0.5).astype(int), "model_name": self.settings.model_name,
             "model_version": loaded.version, "feature_version": features.FEATURE_VERSION,
-            "produced_at": ready["produced_at"].to_numpy()})
+            "produced_at": ready["produced_at"].to_numpy(), "role": role})
+
+    def _shadow_failed(self, loaded: LoadedModel, exc: Exception) -> None:
+        """Log and record the first scoring failure of a challenger version; production goes on regardless."""
+        if loaded.version in self._shadow_failures:
+            return
+        self._shadow_failures.add(loaded.version)
+        log.error("challenger version %s failed to score (%s: %s); production is scored and stored as usual, "
+                  "shadow rows of this version are skipped", loaded.version, type(exc).__name__, exc, exc_info=exc)
+        try:
+            database.record_event(self.engine, "shadow_failed", self.settings.model_name, version=loaded.version,
+                                  source="stream", details={"role": CHALLENGER, "alias": self.settings.challenger_alias,
+                                                            "error": f"{type(exc).__name__}: {exc}"[:500]})
+        except Exception:  # the event is a courtesy: a database fault here must not fail production's batch
+            log.exception("could not record model event shadow_failed for version %s", loaded.version)
 
     @staticmethod
     def _late(conn: Connection, late: pd.DataFrame) -> tuple[int, pd.DataFrame]:
@@ -133,14 +191,15 @@ class BatchSink:
         return int(reasons.isna().sum()), dead
 
     def _outcomes(self, conn: Connection, outcomes: pd.DataFrame) -> pd.DataFrame:
-        """Outcomes of bars that were scored: joined with their stored predictions."""
+        """Outcomes of bars that were scored: joined with their stored predictions, one row per role."""
         if outcomes.empty:
             return pd.DataFrame()
         table = tables.predictions
         # a bounding query, then an exact join here: thousands of (symbol, date) pairs in one IN list
         # exceed PostgreSQL's expression depth
         stored = pd.DataFrame(conn.execute(
-            select(table.c.symbol, table.c.date, table.c.probability, table.c.label, table.c.model_version)
+            select(table.c.symbol, table.c.date, table.c.role, table.c.probability, table.c.label,
+                   table.c.model_version)
             .where(table.c.symbol.in_(sorted(set(outcomes["symbol"]))),
                    table.c.date.between(outcomes["date"].min(), outcomes["date"].max()))).mappings().all())
         if stored.empty:

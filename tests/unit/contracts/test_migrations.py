@@ -12,12 +12,19 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy import Engine, Table, create_engine, insert, inspect, select
 from sqlalchemy.exc import OperationalError
 
 import dse_platform
 from dse_platform.config import PROJECT_DIR
-from dse_platform.contracts.tables import METADATA, VERSION_TABLE, bars, dead_letters
+from dse_platform.contracts.tables import (
+    METADATA,
+    VERSION_TABLE,
+    bars,
+    dead_letters,
+    prediction_outcomes,
+    predictions,
+)
 from dse_platform.errors import PlatformError
 from dse_platform.serving import database
 
@@ -41,7 +48,7 @@ def differences(eng: Engine) -> list:
 def test_fresh_database_reaches_head_with_exactly_the_declared_schema(eng: Engine) -> None:
     assert database.schema_revision(eng) is None
     database.migrate(eng)
-    assert database.schema_revision(eng) == database.head_revision() == "0002"
+    assert database.schema_revision(eng) == database.head_revision() == "0004"
     assert set(inspect(eng).get_table_names()) == {*METADATA.tables, VERSION_TABLE}
     assert differences(eng) == []
 
@@ -105,7 +112,7 @@ def test_migration_that_keeps_failing_names_database_and_revision(eng: Engine,
         raise OperationalError("CREATE TABLE bars", {}, Exception("attempt to write a readonly database"))
 
     monkeypatch.setattr(command, "upgrade", broken)
-    with pytest.raises(PlatformError, match=r"serving\.db to revision 0002 failed: attempt to write a readonly"):
+    with pytest.raises(PlatformError, match=r"serving\.db to revision 0004 failed: attempt to write a readonly"):
         database.migrate(eng)
     assert len(calls) == 2
 
@@ -143,7 +150,7 @@ def test_0002_adds_raw_size_to_a_0001_database_keeping_its_dead_letters(eng: Eng
         conn.exec_driver_sql("INSERT INTO dead_letters (topic, partition, \"offset\", raw, reason, received_at) "
                              "VALUES ('t', 0, 1, x'7b', 'invalid_json', '2026-11-24 00:00:00')")
     database.migrate(eng)
-    assert database.schema_revision(eng) == "0002" and differences(eng) == []
+    assert database.schema_revision(eng) == database.head_revision() and differences(eng) == []
     letters = database.read_frame(eng, dead_letters)
     assert letters[["offset", "reason"]].values.tolist() == [[1, "invalid_json"]] and letters["raw_size"].isna().all()
     database.upsert(eng, dead_letters, [{"topic": "t", "partition": 0, "offset": 2, "raw": b"x" * 4096,
@@ -157,3 +164,62 @@ def test_0002_downgrades_to_the_0001_schema(eng: Engine) -> None:
         command.downgrade(database.alembic_config(conn), "0001")
     assert "raw_size" not in {c["name"] for c in inspect(eng).get_columns("dead_letters")}
     assert {i["name"] for i in inspect(eng).get_indexes("dead_letters")} == {"ix_dead_letters_received_at"}
+
+
+
+PREDICTION = {"symbol": "ACI", "date": dt.date(2025, 10, 22), "probability": 0.625, "label": 1,
+              "model_name": "dse-direction", "model_version": "3", "feature_version": "f1", "produced_at": 7,
+              "scored_at": dt.datetime(2026, 11, 24, tzinfo=dt.UTC)}
+OUTCOME = {"symbol": "ACI", "date": dt.date(2025, 10, 22), "next_date": dt.date(2025, 10, 23),
+           "probability": 0.625, "label": 1, "actual": 0, "correct": False, "model_version": "3",
+           "resolved_at": dt.datetime(2026, 11, 24, tzinfo=dt.UTC)}
+
+
+def rows(eng: Engine, table: Table) -> list[dict]:
+    return database.read_frame(eng, table).to_dict("records")
+
+
+@pytest.fixture
+def served_0002(eng: Engine) -> Engine:
+    """A database at 0002 holding one prediction and its outcome, written the way 0002 knew: without a role."""
+    with eng.begin() as conn:
+        command.upgrade(database.alembic_config(conn), "0002")
+        for table, row in ((predictions, PREDICTION), (prediction_outcomes, OUTCOME)):
+            # through the declared columns' types, but naming only 0002's columns (role is not one)
+            conn.execute(insert(table).values({table.c[k]: v for k, v in row.items()}).inline())
+    return eng
+
+
+def test_0003_keys_predictions_and_outcomes_by_role_and_makes_old_rows_production(served_0002: Engine) -> None:
+    database.migrate(served_0002)
+    assert database.schema_revision(served_0002) == "0004" and differences(served_0002) == []
+    assert rows(served_0002, predictions) == [{**PREDICTION, "role": "production"}]
+    assert rows(served_0002, prediction_outcomes) == [{**OUTCOME, "role": "production"}]
+    for table in (predictions, prediction_outcomes):
+        assert inspect(served_0002).get_pk_constraint(table.name)["constrained_columns"] == ["symbol", "date", "role"]
+        scored_at = {"ix_predictions_role_scored_at": ["role", "scored_at"]} if table is predictions else {}
+        assert {i["name"]: i["column_names"] for i in inspect(served_0002).get_indexes(table.name)} == {
+            f"ix_{table.name}_date": ["date"], f"ix_{table.name}_role_date": ["role", "date"], **scored_at}
+    # the shadow row of the same bar sits beside the served one; a replay of either changes nothing
+    shadow = {**PREDICTION, "model_version": "4", "probability": 0.25, "label": 0, "role": "challenger"}
+    for _ in range(2):
+        database.upsert(served_0002, predictions, [shadow, {**PREDICTION, "role": "production"}])
+    assert sorted((r["role"], r["model_version"]) for r in rows(served_0002, predictions)) == [
+        ("challenger", "4"), ("production", "3")]
+
+
+def test_0003_downgrade_drops_the_shadow_rows_and_role_and_upgrades_again(served_0002: Engine) -> None:
+    database.migrate(served_0002)
+    database.upsert(served_0002, predictions, [{**PREDICTION, "model_version": "4", "role": "challenger"}])
+    database.upsert(served_0002, prediction_outcomes, [{**OUTCOME, "model_version": "4", "role": "challenger"}])
+    with served_0002.begin() as conn:
+        command.downgrade(database.alembic_config(conn), "0002")
+    for table, row in ((predictions, PREDICTION), (prediction_outcomes, OUTCOME)):
+        assert "role" not in {c["name"] for c in inspect(served_0002).get_columns(table.name)}
+        assert inspect(served_0002).get_pk_constraint(table.name)["constrained_columns"] == ["symbol", "date"]
+        assert {i["name"] for i in inspect(served_0002).get_indexes(table.name)} == {f"ix_{table.name}_date"}
+        with served_0002.connect() as conn:
+            stored = conn.execute(select(*(table.c[k] for k in row))).mappings().all()
+        assert [dict(r) for r in stored] == [row]
+    database.migrate(served_0002)
+    assert differences(served_0002) == [] and rows(served_0002, predictions) == [{**PREDICTION, "role": "production"}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import numpy as np
 import pandas as pd
@@ -51,20 +52,31 @@ def test_dead_letters_count_the_sessions_dhaka_day(world) -> None:
     assert daily.dead_letter_counts(engine, day) == {"invalid_json": 1}
 
 
-def test_a_constant_model_alerts_once_per_session_against_the_strongest_baseline(world) -> None:
-    settings, bars = world
-    engine = database.engine(settings)
+def _resolved(engine, bars: pd.DataFrame) -> pd.DataFrame:
+    """The bars stored, and each one's actual next move (the last bar of each symbol has none yet)."""
     frame = bars.sort_values(["symbol", "date"])
     nxt = frame.groupby("symbol")["close"].shift(-1)
     frame = frame[nxt.notna()].assign(actual=(nxt > frame["close"]).astype(int)[nxt.notna()])
     database.upsert(engine, tables.bars, frame[["symbol", "date", "open", "high", "low", "close", "volume"]]
                     .assign(source="replay", produced_at=0))
-    down = int((frame["actual"] == 0).sum()) >= len(frame) / 2
-    # the constant call that is NOT the majority: worse than "always the majority" though it may tie always-up
-    label = 1 if down else 0
-    database.upsert(engine, tables.prediction_outcomes, [
-        {"symbol": r.symbol, "date": r.date, "next_date": r.date, "probability": float(label), "label": label,
-         "actual": int(r.actual), "correct": label == r.actual, "model_version": "c"} for r in frame.itertuples()])
+    return frame
+
+
+def _constant_outcomes(frame: pd.DataFrame, version: str, **role: str) -> list[dict]:
+    """Outcomes of a model calling, for every bar, the constant that is NOT the majority: worse than "always the
+    majority", though it may tie always-up."""
+    label = 1 if int((frame["actual"] == 0).sum()) >= len(frame) / 2 else 0
+    return [{"symbol": r.symbol, "date": r.date, "next_date": r.date, "probability": float(label), "label": label,
+             "actual": int(r.actual), "correct": label == r.actual, "model_version": version, **role}
+            for r in frame.itertuples()]
+
+
+def test_a_constant_model_alerts_once_per_session_against_the_strongest_baseline(world) -> None:
+    settings, bars = world
+    engine = database.engine(settings)
+    frame = _resolved(engine, bars)
+    # written without a role, as before there was one: the database makes them production's
+    database.upsert(engine, tables.prediction_outcomes, _constant_outcomes(frame, "c"))
     day = max(frame["date"])
     first = daily.run(settings.model_copy(update={"monitor_accuracy_days": 400}), day)
     second = daily.run(settings.model_copy(update={"monitor_accuracy_days": 400}), day)
@@ -72,3 +84,23 @@ def test_a_constant_model_alerts_once_per_session_against_the_strongest_baseline
     assert any("live accuracy of version c" in a and "majority" in a for a in first.as_dict()["alerts"])
     events = database.read_events(engine, limit=100)
     assert len(events) == len(first.alerts) and (events["event"] == "alert").all()
+
+
+def test_accuracy_is_reported_per_role_and_version_and_only_production_can_alert(world, caplog) -> None:
+    settings, bars = world
+    engine = database.engine(settings)
+    frame = _resolved(engine, bars)
+    served = [{"symbol": r.symbol, "date": r.date, "next_date": r.date, "probability": 0.9, "label": int(r.actual),
+               "actual": int(r.actual), "correct": True, "model_version": "p", "role": "production"}
+              for r in frame.itertuples()]
+    database.upsert(engine, tables.prediction_outcomes, served + _constant_outcomes(frame, "c", role="challenger"))
+    with caplog.at_level(logging.INFO, "dse.monitoring"):
+        report = daily.run(settings.model_copy(update={"monitor_accuracy_days": 400}), max(frame["date"]))
+    accuracy = report.accuracy
+    assert accuracy[["role", "model_version", "outcomes"]].values.tolist() == [
+        ["production", "p", len(frame)], ["challenger", "c", len(frame)]]
+    assert accuracy["accuracy"][0] == 1.0 and accuracy["accuracy"][1] < accuracy["baseline_majority"][1]
+    # the same bars, so the same baselines: the two roles are compared on equal terms
+    assert accuracy["baseline_majority"][0] == accuracy["baseline_majority"][1]
+    assert not [kind for kind, _ in report.alerts if kind.startswith("accuracy")]
+    assert "live accuracy of challenger version c" in caplog.text

@@ -7,12 +7,14 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -238,16 +240,16 @@ def test_cache_keeps_the_two_most_recently_loaded_versions(settings, models):
     kept = cache.entries(settings, NAME)
     assert [e.version for e in kept] == ["1", "2"]
     meta = json.loads((folder / "1" / cache.META).read_text())
-    assert meta.keys() == {"name", "version", "alias", "feature_version", "run_id", "loaded_at"}
-    assert (meta["name"], meta["run_id"], meta["alias"]) == (NAME, "run-1", "production")
+    assert meta.keys() == {"name", "version", "aliases", "feature_version", "run_id", "loaded_at"}
+    assert (meta["name"], meta["run_id"], list(meta["aliases"])) == (NAME, "run-1", ["production"])
     assert (folder / "1" / "MLmodel").is_file() and not any(p.name.startswith(".") for p in folder.iterdir())
 
 
 def test_newest_compatible_skips_other_feature_versions_and_unreadable_entries(settings, models, caplog):
-    assert cache.newest_compatible(settings, NAME) is None
+    assert cache.newest_compatible(settings, NAME, "production") is None
     cache.save(settings, ref("1"), models["good"], "production")
     cache.save(settings, ref("2", feature_version="0"), models["other"], "production")
-    assert cache.newest_compatible(settings, NAME).version == "1"
+    assert cache.newest_compatible(settings, NAME, "production").version == "1"
     (cache.model_dir(settings, NAME) / "2" / cache.META).write_text("{not json")
     with caplog.at_level(logging.WARNING):
         assert [e.version for e in cache.entries(settings, NAME)] == ["1"]
@@ -263,3 +265,146 @@ def test_a_cached_model_is_checked_like_a_registry_one(settings, models):
     stale = cache.save(settings, ref("1", feature_version="0"), models["good"], "production")
     with pytest.raises(PlatformError, match="feature version 0"):
         cache.load(stale)
+
+
+# ---- two roles: production and the challenger scored in shadow ------------------------------------
+
+
+def details(frame: pd.DataFrame) -> list[dict]:
+    return [json.loads(d) for d in frame["details"]]
+
+
+def test_each_role_follows_its_own_alias_and_names_itself_in_its_events(settings, engine, models):
+    served, shadow = FakeRegistry(models, ref("1")), FakeRegistry(models, ref("2"))
+    production = ModelWatcher(settings, engine, served.lookup, served.fetch)
+    challenger = ModelWatcher(settings, engine, shadow.lookup, shadow.fetch, role="challenger")
+    for watcher in (production, challenger):
+        watcher.poll()
+    assert (production.current.version, challenger.current.version) == ("1", "2")
+    assert (production.alias, challenger.alias) == ("production", "challenger")
+    shadow.alias = ref("3")
+    shadow.folder_of["3"] = "good"
+    for watcher in (production, challenger):
+        watcher.poll()
+    assert (production.current.version, challenger.current.version) == ("1", "3")
+    reloaded = events(engine, "reloaded")
+    assert list(zip(reloaded["version"], reloaded["previous_version"].fillna("-"),
+                    [(d["role"], d["alias"]) for d in details(reloaded)], strict=True)) == [
+        ("1", "-", ("production", "production")), ("2", "-", ("challenger", "challenger")),
+        ("3", "2", ("challenger", "challenger"))]
+
+
+def test_a_challenger_alias_never_set_is_quiet_and_one_removed_stops_the_shadow_once(settings, engine, models,
+                                                                                       caplog):
+    shadow = FakeRegistry(models)
+    challenger = ModelWatcher(settings, engine, shadow.lookup, shadow.fetch, role="challenger")
+    with caplog.at_level(logging.INFO, logger="dse.stream"):
+        for _ in range(5):
+            challenger.poll()
+    assert challenger.current is None and challenger.failures == 0 and events(engine).empty
+    assert caplog.text.count("no shadow scoring until the alias is set") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    shadow.alias = ref("2")
+    challenger.poll()
+    assert challenger.current.version == "2"
+    shadow.alias = None
+    for _ in range(3):
+        challenger.poll()
+    assert challenger.current is None
+    unloaded = events(engine, "unloaded")
+    assert unloaded["previous_version"].tolist() == ["2"] and details(unloaded)[0]["role"] == "challenger"
+
+
+def test_production_keeps_serving_when_its_alias_disappears(settings, engine, models, caplog):
+    served = FakeRegistry(models, ref("1"))
+    production = ModelWatcher(settings, engine, served.lookup, served.fetch)
+    production.poll()
+    served.alias = None
+    with caplog.at_level(logging.WARNING, logger="dse.stream"):
+        production.poll()
+        production.poll()
+    assert production.current.version == "1" and events(engine, "unloaded").empty
+    assert caplog.text.count("names no version: keeping version 1") == 1
+
+
+def test_a_cold_start_during_an_outage_gives_each_role_its_own_cached_version(settings, engine, models):
+    served, shadow = FakeRegistry(models, ref("1")), FakeRegistry(models, ref("2"))
+    ModelWatcher(settings, engine, served.lookup, served.fetch).poll()
+    ModelWatcher(settings, engine, shadow.lookup, shadow.fetch, role="challenger").poll()
+    for fake in (served, shadow):
+        fake.lookup_error = OSError("registry down")
+    production = ModelWatcher(settings, engine, served.lookup, served.fetch)
+    challenger = ModelWatcher(settings, engine, shadow.lookup, shadow.fetch, role="challenger")
+    for watcher in (production, challenger):
+        watcher.poll()
+    assert (production.current.version, challenger.current.version) == ("1", "2")
+    cached = events(engine, "cached_model_loaded")
+    assert [(v, d["role"], d["alias"]) for v, d in zip(cached["version"], details(cached), strict=True)] == [
+        ("1", "production", "production"), ("2", "challenger", "challenger")]
+    outages = events(engine, "registry_unreachable")
+    assert sorted(d["role"] for d in details(outages)) == ["challenger", "production"]
+
+
+def test_a_busy_challenger_never_pushes_productions_cached_versions_out(settings, models):
+    for version in ("1", "2"):
+        cache.save(settings, ref(version), models["good"], "production")
+    for version in ("3", "4", "5", "2"):
+        cache.save(settings, ref(version), models["good"], "challenger")
+    kept = {e.version: sorted(e.aliases) for e in cache.entries(settings, NAME)}
+    assert kept == {"1": ["production"], "2": ["challenger", "production"], "5": ["challenger"]}
+    assert cache.newest_compatible(settings, NAME, "production").version == "2"
+    assert cache.newest_compatible(settings, NAME, "challenger").version == "2"
+    cache.save(settings, ref("5"), models["good"], "challenger")
+    assert cache.newest_compatible(settings, NAME, "challenger").version == "5"
+    assert cache.newest_compatible(settings, NAME, "production").version == "2"
+
+
+def test_a_cache_entry_written_before_the_challenger_existed_is_production_s(settings, models):
+    entry = cache.save(settings, ref("1"), models["good"], "production")
+    meta = json.loads((entry.path / cache.META).read_text())
+    old = {**{k: v for k, v in meta.items() if k != "aliases"}, "alias": "production"}
+    (entry.path / cache.META).write_text(json.dumps(old))
+    assert cache.newest_compatible(settings, NAME, "production").version == "1"
+    assert cache.newest_compatible(settings, NAME, "challenger") is None
+
+
+class FakeClient:
+    """The two MlflowClient calls a lookup makes: aliases set on versions, and legacy stages."""
+
+    def __init__(self, aliases: dict[str, str], staged: str | None = None) -> None:
+        self.aliases, self.staged = aliases, staged
+
+    def version(self, number: str, stage: str = "None") -> SimpleNamespace:
+        return SimpleNamespace(name=NAME, version=number, run_id=f"run-{number}", current_stage=stage,
+                               tags={"feature_version": features.FEATURE_VERSION})
+
+    def get_model_version_by_alias(self, name: str, alias: str):
+        if alias not in self.aliases:
+            raise MlflowException(f"Registered model alias {alias} not found.", error_code=INVALID_PARAMETER_VALUE)
+        return self.version(self.aliases[alias])
+
+    def search_model_versions(self, _: str) -> list:
+        return [self.version(self.staged, "Production")] if self.staged else []
+
+
+@pytest.mark.parametrize(("aliases", "staged", "expected"), [
+    ({"production": "3", "challenger": "4"}, None, {"production": ("3", "alias"), "challenger": ("4", "alias")}),
+    ({}, "2", {"production": ("2", "stage"), "challenger": None}),  # the legacy stage stands in for production only
+    ({"challenger": "4"}, None, {"production": None, "challenger": ("4", "alias")}),
+])
+def test_the_default_lookup_asks_the_registry_for_the_role_s_alias(settings, engine, monkeypatch, aliases, staged,
+                                                                    expected):
+    from dse_platform.model import registry
+
+    monkeypatch.setattr(registry, "connect", lambda _: FakeClient(aliases, staged))
+    for role, want in expected.items():
+        found = ModelWatcher(settings, engine, role=role)._lookup()
+        assert (found and (found.version, found.found_by)) == want
+
+
+def test_the_challenger_alias_comes_from_the_settings(settings, engine):
+    renamed = settings.model_copy(update={"challenger_alias": "shadow"})
+    assert ModelWatcher(renamed, engine, role="challenger").alias == "shadow"
+    with pytest.raises(ValueError, match="role 'canary'"):
+        ModelWatcher(settings, engine, role="canary")
