@@ -9,7 +9,7 @@ the decision once per date; a run with no new data holds the current model witho
 
 from __future__ import annotations
 
-from airflow.sdk import task
+from airflow.sdk import Param, task
 
 from dse_platform.config import get_settings
 from dse_platform.orchestration.airflow import hooks
@@ -18,6 +18,7 @@ from dse_platform.orchestration.airflow.defaults import dhaka_cron, project_dag,
 with project_dag(
     "dse_nightly_retrain", dhaka_cron(get_settings().retrain_schedule), tags=["dse", "model", "nightly"],
     doc_md=__doc__,
+    params={"dry_run": Param(False, type="boolean", title="Dry run: say what the gate would do, move nothing")},
 ):
 
     @task
@@ -45,10 +46,12 @@ with project_dag(
         return retrain.validate(hooks.platform_settings(), trained)
 
     @task
-    def deploy(trained: dict, decision: dict | None, logical_date=None, data_interval_end=None) -> dict:
+    def deploy(trained: dict, decision: dict | None, logical_date=None, data_interval_end=None,
+               params=None) -> dict:
         from dse_platform.orchestration import retrain
 
-        return retrain.deploy(hooks.platform_settings(), run_day(logical_date, data_interval_end), trained, decision)
+        return retrain.deploy(hooks.platform_settings(), run_day(logical_date, data_interval_end), trained, decision,
+                              dry_run=params["dry_run"])
 
     @task
     def publish_report(folded: dict, checked: dict, trained: dict, deployed: dict, logical_date=None,

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     mlflow_http_timeout_s: int = Field(30, ge=1, description="Timeout of one MLflow request (seconds).")
     model_name: str = Field("dse-direction", description="Registered model name.")
     model_alias: str = Field("production", description="Registry alias that serving follows.")
+    challenger_alias: str = Field(
+        "challenger", description="Registry alias the stream scores in shadow beside production (empty: none).")
 
     # ---- model lifecycle: every training and gate threshold in one place ----------------------
     train_folds: int = Field(6, ge=2, description="Walk-forward folds (test windows) of `dse train`.")
@@ -61,9 +63,19 @@ class Settings(BaseSettings):
     train_purge_sessions: int = Field(5, ge=1, description="Sessions dropped between train and test data.")
     train_min_sessions: int = Field(250, ge=1, description="Fewest training sessions the first fold may have.")
     train_c: float = Field(0.1, gt=0, description="Inverse L2 strength of the logistic regression.")
+    train_hgb_iterations: int = Field(60, ge=1, description="Boosting iterations (trees) of the hgb recipe.")
+    train_holdout_sessions: int = Field(
+        60, ge=0, description="Latest sessions kept out of every choice and scored once by the served model (0: none).")
+    train_recipe: Literal["logreg", "hgb"] = Field(
+        "hgb", description="Model recipe `dse train` fits (named in model/recipes.py).")
     gate_metric: Literal["roc_auc", "balanced_accuracy", "accuracy", "neg_log_loss"] = Field(
         "roc_auc", description="Score the champion/challenger gate compares (higher is better).")
-    gate_margin: float = Field(0.0, ge=0, description="How much the challenger must beat the champion by.")
+    gate_margin: float = Field(0.0, ge=0, description="How far above the champion the lower bound of the "
+                               "challenger's paired difference must be (the metric's units).")
+    gate_confidence: float = Field(0.95, gt=0.5, lt=1, description="Two-sided confidence of the gate's date bootstrap.")
+    gate_must_beat_baselines: bool = Field(True, description="The challenger must clearly beat the strongest baseline.")
+    gate_n_boot: int = Field(2000, ge=100, description="Bootstrap resamples of dates the gate draws.")
+    gate_min_dates: int = Field(20, ge=2, description="Fewest dates in the gate's window before it can promote.")
     backtest_cost_bps: float = Field(30.0, ge=0, description="Cost per position change in the backtest (bps).")
 
     # ---- monitoring thresholds (the dse_monitoring DAG) -------------------------------------------
@@ -92,6 +104,12 @@ class Settings(BaseSettings):
     airflow_dags_paused: bool = Field(
         False, description="Create the project's DAGs paused (their schedules then wait for a person to unpause).")
     dashboard_port: int = Field(8501, description="Port of the Streamlit dashboard.")
+    dashboard_refresh_s: float = Field(
+        60.0, ge=0, description="Seconds between the dashboard's automatic refreshes (0: only on demand).")
+    dashboard_db_user: str = Field(
+        "dse_reader", description="Read-only PostgreSQL role the dashboard connects as (created by `dse up`).")
+    dashboard_db_url: str | None = Field(
+        None, description="SQLAlchemy URL the dashboard reads through (a read-only role) when DSE_DB_URL is set.")
 
     db_backend: Literal["sqlite", "postgres"] = Field(
         "sqlite", description="Serving database kind; postgres starts a local server unless db_url is set."

@@ -9,8 +9,10 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 
 import mlflow
 from dse_platform.config import Settings
@@ -18,7 +20,7 @@ from dse_platform.data import store
 from dse_platform.data.instruments import DSEX, is_index
 from dse_platform.data.trading_calendar import TradingCalendar
 from dse_platform.errors import PlatformError
-from dse_platform.model import dataset, evaluation, features, gate, registry, training
+from dse_platform.model import dataset, evaluation, features, gate, recipes, registry, training
 from dse_platform.serving import database
 from tests.support.platform import free_port
 
@@ -158,16 +160,6 @@ def test_too_little_data_for_the_folds_is_a_clear_error():
     assert "fewer folds" in err.value.fix
 
 
-def test_baselines_use_training_rows_only():
-    base = evaluation.baselines(np.array([1, 0, 0, 0]), np.array([1.0, -1, 0, -2]), np.array([0.5, -0.5]))
-    p_up, calls_up = base["always_up"]
-    assert p_up.tolist() == [0.25, 0.25] and calls_up.tolist() == [1, 1]
-    p_y, calls_y = base["yesterday_sign"]
-    assert p_y.tolist() == [1.0, 0.0] and calls_y.tolist() == [1, 0]
-
-
-# ---- MLflow, the registry and the gate (real server) ---------------------------------------------
-
 @pytest.fixture
 def lifecycle(platform, shipped_store):
     """Settings for a fresh registered model on the session's MLflow server and serving DB."""
@@ -185,14 +177,17 @@ def test_logged_model_loads_back_and_scores_identically(lifecycle, symbols):
     assert run.data.tags["feature_version"] == features.FEATURE_VERSION
     assert len(run.data.tags["data_digest"]) == 64
     assert run.data.params["features"] == ",".join(features.FEATURE_NAMES)
-    for name in evaluation.METRICS:
-        assert f"oos_{name}" in run.data.metrics
-        for base in evaluation.BASELINES:
-            assert f"oos_baseline_{base}_{name}" in run.data.metrics
+    for name in evaluation.ALL_METRICS:
+        for scope in ("cv_mean_", "cv_sd_", "holdout_"):
+            assert f"{scope}{name}" in run.data.metrics
+            for base in evaluation.BASELINES:
+                assert f"{scope}baseline_{base}_{name}" in run.data.metrics
     assert len(client.get_metric_history(result.run_id, "fold_roc_auc")) == 5
-    artifacts = {a.path for a in client.list_artifacts(result.run_id, "reports")}
-    assert {"reports/calibration.png", "reports/coefficients.png", "reports/backtest.png",
-            "reports/backtest.html"} <= artifacts
+    assert run.data.params["recipe"] == lifecycle.train_recipe
+    assert run.data.tags["holdout_start"] > run.data.tags["gate_window_end"]
+    artifacts = {a.path for folder in ("reports", "evaluation") for a in client.list_artifacts(result.run_id, folder)}
+    assert {"reports/calibration.png", "reports/backtest.png", "reports/backtest.html",
+            "evaluation/oos_predictions.parquet", "evaluation/holdout_predictions.parquet"} <= artifacts
 
     rows = dataset.build(lifecycle.store_dir, start=dt.date(2025, 1, 1), symbols=symbols).X
     uri = f"models:/{lifecycle.model_name}/{result.version}"
@@ -228,42 +223,64 @@ def _noise_store(real_store, path, symbols, seed: int):
     return path
 
 
-@pytest.mark.services
-def test_gate_promotes_a_better_challenger_holds_a_worse_one_and_records_both(lifecycle, symbols, tmp_path):
-    client = MlflowClient(lifecycle.tracking_uri)
-    noise = lifecycle.model_copy(update={"store_dir_override": _noise_store(
-        lifecycle.store_dir, tmp_path / "noise", symbols, seed=1)})
-    # a champion that learned from noise, put in place by a person (the gate would not promote it)
-    weak = training.train(noise, symbols=symbols)
-    forced = gate.promote(noise, weak.version, force=True)
-    assert forced.promoted and client.get_model_version_by_alias(lifecycle.model_name, "production").version \
-        == weak.version
+def _register_plain(cfg, model: Pipeline, X: pd.DataFrame) -> str:
+    """A version logged the way a person might outside `dse train`: the model alone, no recipe to refit."""
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_experiment("dse-tests")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops",
+                                        signature=infer_signature(X.head(5), model.predict_proba(X.head(5))),
+                                        registered_model_name=cfg.model_name)
+    version = str(info.registered_model_version)
+    registry.tag_version(cfg, version, {"feature_version": features.FEATURE_VERSION})
+    return version
 
-    real = training.train(lifecycle, symbols=symbols)
+
+@pytest.mark.services
+def test_gate_decides_on_paired_out_of_sample_rows_and_records_every_decision(lifecycle, symbols, tmp_path):
+    """Every path of the gate on real rows (40 instruments, the last 60-session window, the default policy)."""
+    client = MlflowClient(lifecycle.tracking_uri)
+    noise_store = _noise_store(lifecycle.store_dir, tmp_path / "noise", symbols, seed=1)
+    noise = dataset.build(noise_store, symbols=symbols)
+    # a champion that learned from noise, logged without a recipe and put in place by a person
+    weak = _register_plain(lifecycle, recipes.get("logreg").fit(noise.X, noise.y), noise.X)
+    assert gate.promote(lifecycle, weak, force=True).promoted
+
+    real = training.train(lifecycle, symbols=symbols)  # the default recipe, hgb
     better = gate.promote(lifecycle, real.version)
-    assert better.champion == weak.version
-    assert better.challenger_score > better.champion_score + lifecycle.gate_margin, better
-    assert better.promoted, better.reason
+    assert better.promoted and better.champion == weak, better.reason
+    assert "scored as served" in better.reason and "beats the strongest baseline" in better.reason
+    assert better.figures["challenger_vs_champion_lower"] > lifecycle.gate_margin, better.figures
     assert client.get_model_version_by_alias(lifecycle.model_name, "production").version == real.version
     served = mlflow.pyfunc.load_model(f"models:/{lifecycle.model_name}@production")
     assert served.metadata.run_id == real.run_id
 
-    # a challenger that learned from other noise, against the real champion on the real window
-    worse = training.train(lifecycle.model_copy(update={"store_dir_override": _noise_store(
-        lifecycle.store_dir, tmp_path / "noise2", symbols, seed=2)}), symbols=symbols)
+    # the champion's own recipe trained on noise: a refresh that beats no baseline
+    worse = training.train(lifecycle.model_copy(update={"store_dir_override": noise_store}), symbols=symbols)
     held = gate.promote(lifecycle, worse.version)
-    assert not held.promoted
-    assert held.champion == real.version and held.challenger_score < held.champion_score
-    assert "does not beat" in held.reason
+    assert not held.promoted and "does not beat the strongest baseline" in held.reason, held.reason
+
+    # fewer trees: the champion's recipe is refit at the challenger's cutoff and the two cannot be told apart
+    twin = training.train(lifecycle.model_copy(update={"train_hgb_iterations": 55}), symbols=symbols)
+    same = gate.promote(lifecycle, twin.version)
+    assert not same.promoted and "not distinguishable from the champion" in same.reason, same.reason
+    assert "refit at the challenger's cutoff" in same.reason
+    assert abs(same.figures["challenger_vs_champion_difference"]) < 0.02, same.figures
+
+    # the champion's recipe on the same data again: nothing newer to learn from
+    again = training.train(lifecycle, symbols=symbols)
+    stale = gate.promote(lifecycle, again.version)
+    assert not stale.promoted and "no newer data" in stale.reason, stale.reason
     assert client.get_model_version_by_alias(lifecycle.model_name, "production").version == real.version
 
     events = database.read_events(database.engine(lifecycle), limit=200)
     mine = events[events["model_name"] == lifecycle.model_name]
-    assert mine["event"].tolist()[:3] == ["held", "promoted", "forced"]
-    assert mine["version"].tolist()[:3] == [worse.version, real.version, weak.version]
+    assert mine["event"].tolist()[:5] == ["held", "held", "held", "promoted", "forced"]
+    assert mine["version"].tolist()[:5] == [again.version, twin.version, worse.version, real.version, weak]
     gate_runs = mlflow.search_runs(experiment_names=[gate.GATE_EXPERIMENT],
-                                   filter_string=f"tags.challenger = '{worse.version}'")
+                                   filter_string=f"tags.challenger = '{twin.version}'")
     assert (gate_runs["tags.decision"] == "held").any()
+    assert (gate_runs["params.policy_confidence"] == str(lifecycle.gate_confidence)).all()
 
 
 @pytest.mark.services

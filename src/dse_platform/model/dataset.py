@@ -5,6 +5,12 @@ calendar) is above this bar's close, else 0. A row whose next-session bar is
 missing (the instrument did not trade, a halt) or synthetic gets no target: it
 is left out, not guessed. The streaming job resolves outcomes with the same
 rule (`outcome`).
+
+Beside the target each row carries what evaluation needs and the model never
+sees: ``moved`` (the next close differs from this one: a "not up" row is mostly an
+unchanged close of an illiquid name or a floor-priced one, not a fall),
+``next_ret`` (the simple return to the next close, for rank IC and the backtest)
+and ``traded_value`` (close x volume of the bar, for liquidity buckets).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dse_platform.model import features
 
 @dataclass(frozen=True)
 class Dataset:
-    """Rows ordered by (date, symbol): FEATURE_NAMES, ``target``, the bar's close and the next close."""
+    """Rows ordered by (date, symbol): FEATURE_NAMES, ``target``, ``moved``, ``next_ret``, closes, traded value."""
 
     frame: pd.DataFrame
     feature_version: str
@@ -79,11 +85,14 @@ def build(store_dir: Path, start: dt.date | None = None, end: dt.date | None = N
     frame = pd.concat([bars[["symbol", "date", "close"]], feats], axis=1)
     frame["target"] = targets(bars, calendar)
     frame["next_close"] = bars.groupby("symbol", sort=False)["close"].shift(-1)
+    frame["traded_value"] = bars["close"] * bars["volume"]
     keep = frame["valid"] & frame["target"].notna()
     if start is not None:
         keep &= frame["date"] >= start
     frame = frame.loc[keep].drop(columns="valid")
     frame["target"] = frame["target"].astype(int)
+    frame["moved"] = (frame["next_close"] != frame["close"]).astype(int)
+    frame["next_ret"] = frame["next_close"] / frame["close"] - 1
     frame = frame.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
     if frame.empty:
         raise PlatformError(f"no labelled rows in {store_dir} for {start}..{end} and symbols {symbols}",

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
+import numpy as np
 import pandas as pd
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import mlflow
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
-from dse_platform.model import dataset, evaluation, features, scoring
+from dse_platform.model import comparison, dataset, evaluation, features, recipes, scoring, training
 from dse_platform.model.registry import ModelRef, connect, load, production_ref, version_ref
 from dse_platform.serving import database
 
 GATE_EXPERIMENT = "dse-direction-gate"
+#: where `dse train` logs its walk-forward predictions (training.py)
+OOS_ARTIFACT = "evaluation/oos_predictions.parquet"
 
 
 @dataclass(frozen=True)
@@ -39,58 +44,124 @@ class Decision:
     #: the version the alias pointed at when the decision was made (None: no alias)
     alias_version: str | None = None
     forced: bool = False
+    #: the paired comparisons behind the reason (differences, intervals, P(better), dates)
+    figures: dict[str, float] = field(default_factory=dict)
+    #: the policy the decision applied (comparison.GatePolicy as a dict)
+    policy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def event(self) -> str:
         return "held" if not self.promoted else "forced" if self.forced else "promoted"
 
 
-def _gate_rows(settings: Settings, run) -> tuple[pd.DataFrame, str]:
+def policy(settings: Settings) -> comparison.GatePolicy:
+    """The gate's declarative policy, from the DSE_GATE_* settings."""
+    return comparison.GatePolicy(metric=settings.gate_metric, margin=settings.gate_margin,
+                                 confidence=settings.gate_confidence,
+                                 must_beat_baselines=settings.gate_must_beat_baselines,
+                                 n_boot=settings.gate_n_boot, min_dates=settings.gate_min_dates)
+
+
+def _challenger_rows(settings: Settings, run: Run, version: str) -> tuple[pd.DataFrame, dt.date, dt.date]:
+    """The challenger's own out-of-sample rows of its last walk-forward window, as training logged them."""
     tags = run.data.tags
-    start = dt.date.fromisoformat(tags["gate_window_start"])
-    end = dt.date.fromisoformat(tags["gate_window_end"])
-    data = dataset.build(settings.store_dir, start=start, end=dt.date.fromisoformat(tags["data_end"]))
-    frame = data.frame[data.frame["date"] <= end]
-    return frame, f"{start}..{end}"
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=OOS_ARTIFACT,
+                                                   tracking_uri=settings.tracking_uri)
+    except (MlflowException, OSError) as exc:
+        raise PlatformError(f"version {version} has no out-of-sample predictions ({OOS_ARTIFACT}) in run "
+                            f"{run.info.run_id}", "promote only versions registered by `dse train`, or use --force"
+                            ) from exc
+    start, end = (dt.date.fromisoformat(tags[k]) for k in ("gate_window_start", "gate_window_end"))
+    oos = pd.read_parquet(path)
+    return oos[(oos["date"] >= start) & (oos["date"] <= end)].reset_index(drop=True), start, end
+
+
+def _champion_probabilities(settings: Settings, client: MlflowClient, champion: ModelRef, run: Run,
+                            rows: pd.DataFrame, start: dt.date, end: dt.date) -> tuple[pd.Series, str]:
+    """The champion's out-of-sample probabilities on exactly ``rows``: its recipe refit at the challenger's cutoff.
+
+    The champion's served model trained on most of the challenger's window, so scoring it there would
+    hand it an in-sample advantage; its recipe refit on the same training rows the challenger saw is
+    judged on the same footing. A champion logged without a recipe (before recipes existed) is scored
+    as served, and the reason says so.
+    """
+    tags, params = run.data.tags, run.data.params
+    # the challenger's own training data: its range, and its instruments when it was trained on a subset
+    symbols = None if params.get("symbols", "all") == "all" else sorted(rows["symbol"].unique())
+    data = dataset.build(settings.store_dir, start=dt.date.fromisoformat(tags["data_start"]),
+                         end=dt.date.fromisoformat(tags["data_end"]), symbols=symbols)
+    key = ["symbol", "date"]
+    recipe = _recipe(client, champion)
+    if recipe is None:
+        window = data.frame[(data.frame["date"] >= start) & (data.frame["date"] <= end)]
+        served = window[key].assign(p=scoring.probabilities(load(settings, champion), window[features.FEATURE_NAMES]))
+        return rows[key].merge(served, on=key, how="left")["p"], "scored as served (it has no logged recipe)"
+    sessions = np.unique(data.dates)
+    purge = int(params.get("purge_sessions", settings.train_purge_sessions))
+    fold = evaluation.Fold(0, sessions[np.searchsorted(sessions, start) - purge - 1], start, end)
+    _, refit = training.fit_and_predict(data, fold, recipe)
+    merged = rows[key].merge(refit[[*key, "probability"]], on=key, how="left")
+    if merged["probability"].isna().any():
+        raise PlatformError(f"the champion's refit misses {int(merged['probability'].isna().sum())} of the "
+                            f"challenger's {len(rows)} rows in {start}..{end}",
+                            "the store changed under the window since training: retrain the challenger")
+    return merged["probability"], f"its recipe {recipe.name} refit at the challenger's cutoff"
+
+
+def _recipe(client: MlflowClient, ref: ModelRef) -> recipes.Recipe | None:
+    try:
+        return recipes.from_logged(client.get_run(ref.run_id).data.params)
+    except PlatformError:
+        return None
 
 
 def evaluate_gate(settings: Settings, client: MlflowClient, challenger: ModelRef,
                   champion: ModelRef | None) -> Decision:
-    """Compare the challenger with the champion on the challenger's last out-of-sample window.
+    """The challenger against the champion and the strongest baseline, paired on the same out-of-sample rows.
 
-    The challenger's score is its walk-forward score there (a model trained before the
-    window). The champion is scored on the same rows as it is; if it was trained on them,
-    it has the in-sample advantage, so the gate errs towards holding.
+    Rows: the challenger's last walk-forward window (its model trained before it). The champion's
+    probabilities there come from its recipe refit at the same cutoff (`_champion_probabilities`),
+    the baselines' from the same training rows. `comparison.decide` applies the policy: per-date
+    metric means, a bootstrap over dates, the lower bound above the margin (champion) and above 0
+    (the strongest baseline).
+
+    A challenger of the champion's own recipe is the champion refreshed with newer data: refit at
+    the same cutoff it would be the challenger itself, so the comparison that decides is against the
+    strongest baseline, and the challenger must have seen data the champion did not.
     """
-    metric = settings.gate_metric
+    rule = policy(settings)
     run = client.get_run(challenger.run_id)
-    logged = {k.removeprefix("last_fold_"): v for k, v in run.data.metrics.items() if k.startswith("last_fold_")}
-    if not logged or "gate_window_start" not in run.data.tags:
+    if "gate_window_start" not in run.data.tags:
         raise PlatformError(f"version {challenger.version} has no walk-forward results in run {challenger.run_id}",
                             "promote only versions registered by `dse train`, or use --force")
-    ours = evaluation.gate_score(logged, metric)
-    base = {b: evaluation.gate_score(logged, metric, f"baseline_{b}_") for b in evaluation.BASELINES}
-    rows, window = _gate_rows(settings, run)
-    theirs = None
-    if champion is not None:
-        model = load(settings, champion)
-        p = scoring.probabilities(model, rows[features.FEATURE_NAMES])
-        theirs = evaluation.gate_score(evaluation.score(rows["target"].to_numpy(), p), metric)
-    weak = [b for b, v in base.items() if not ours > v]
+    rows, start, end = _challenger_rows(settings, run, challenger.version)
+    frame = rows.rename(columns={"probability": "p_challenger"})
+    mine = recipes.from_logged(run.data.params)
+    refresh = champion is not None and _recipe(client, champion) == mine
+    how = ""
+    if champion is not None and not refresh:
+        frame["p_champion"], how = _champion_probabilities(settings, client, champion, run, rows, start, end)
+    compared = comparison.compare(rule, frame, evaluation.BASELINES)
+    verdict = comparison.decide(rule, compared)
+    promoted, reason = verdict.promote, verdict.reason
+    if refresh:
+        theirs_end = client.get_run(champion.run_id).data.tags.get("data_end", "")
+        ours_end = run.data.tags["data_end"]
+        reason = reason.replace("no production model yet", f"a refresh of version {champion.version}'s recipe "
+                                f"{mine.name} on data to {ours_end} (the champion's ends {theirs_end})")
+        if promoted and not ours_end > theirs_end:
+            promoted, reason = False, (f"same recipe as version {champion.version} and no newer data "
+                                       f"(both end {ours_end})")
     if challenger.feature_version != features.FEATURE_VERSION:
         promoted, reason = False, f"feature version {challenger.feature_version} is not the current one"
-    elif weak:
-        promoted, reason = False, f"{metric} {ours:.4f} does not beat the baseline(s) {', '.join(weak)}"
-    elif theirs is None:
-        promoted, reason = True, f"no production model yet; {metric} {ours:.4f} beats both baselines"
-    elif ours > theirs + settings.gate_margin:
-        promoted, reason = True, (f"{metric} {ours:.4f} beats version {champion.version}'s {theirs:.4f} "
-                                  f"by more than the margin {settings.gate_margin}")
-    else:
-        promoted, reason = False, (f"{metric} {ours:.4f} does not beat version {champion.version}'s "
-                                   f"{theirs:.4f} by the margin {settings.gate_margin}")
-    return Decision(promoted, challenger.version, champion.version if champion else None, metric, ours, theirs,
-                    base, window, reason)
+    elif how:
+        reason = f"{reason} (champion version {champion.version}: {how})"
+    theirs = compared.champion.other if compared.champion is not None else None
+    ours = next(iter(compared.baselines.values())).challenger if compared.baselines else float("nan")
+    return Decision(promoted, challenger.version, champion.version if champion else None, rule.metric, ours, theirs,
+                    {b: c.other for b, c in compared.baselines.items()}, f"{start}..{end}", reason,
+                    figures=verdict.figures, policy=rule.model_dump())
 
 
 def _record(settings: Settings, decision: Decision, source: str) -> None:
@@ -100,11 +171,13 @@ def _record(settings: Settings, decision: Decision, source: str) -> None:
     with mlflow.start_run(run_name=f"{event}-v{decision.challenger}"):
         mlflow.set_tags({"decision": event, "challenger": decision.challenger, "source": source,
                          "champion": decision.champion or "none", "reason": decision.reason[:500]})
-        mlflow.log_params({"metric": decision.metric, "window": decision.window, "margin": settings.gate_margin})
+        mlflow.log_params({"metric": decision.metric, "window": decision.window,
+                           **{f"policy_{k}": v for k, v in decision.policy.items()}})
         mlflow.log_metrics({"challenger_score": decision.challenger_score,
                             **({"champion_score": decision.champion_score} if decision.champion_score is not None
                                else {}),
-                            **{f"baseline_{k}_score": v for k, v in decision.baseline_scores.items()}})
+                            **{f"baseline_{k}_score": v for k, v in decision.baseline_scores.items()},
+                            **{k: v for k, v in decision.figures.items() if np.isfinite(v)}})
         mlflow.log_dict(asdict(decision), "decision.json")
     engine = database.engine(settings)
     database.migrate(engine)
@@ -113,10 +186,10 @@ def _record(settings: Settings, decision: Decision, source: str) -> None:
                           details=json.loads(json.dumps(asdict(decision), default=str)))
 
 
-def alias_version(settings: Settings, client: MlflowClient) -> str | None:
-    """The version the serving alias points at now (None when it is not set)."""
+def alias_version(settings: Settings, client: MlflowClient, alias: str | None = None) -> str | None:
+    """The version ``alias`` (default: the serving alias) points at now (None when it is not set)."""
     try:
-        return str(client.get_model_version_by_alias(settings.model_name, settings.model_alias).version)
+        return str(client.get_model_version_by_alias(settings.model_name, alias or settings.model_alias).version)
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             raise
@@ -164,8 +237,24 @@ def apply(settings: Settings, decision: Decision, source: str) -> Decision:
             f"now at {now}"))
     if decision.promoted and now != decision.challenger:
         client.set_registered_model_alias(settings.model_name, settings.model_alias, decision.challenger)
+    if decision.promoted and settings.challenger_alias and \
+            alias_version(settings, client, settings.challenger_alias) == decision.challenger:
+        # the shadow would score production's own model twice
+        client.delete_registered_model_alias(settings.model_name, settings.challenger_alias)
     _record(settings, decision, source)
     return decision
+
+
+def nominate(settings: Settings, version: str) -> bool:
+    """Point the challenger alias at ``version`` so the stream scores it in shadow; False when shadowing is off.
+
+    For a version the gate held: its live outcomes beside production's are the evidence the next
+    decision (and a person in the MLflow UI) can weigh.
+    """
+    if not settings.challenger_alias:
+        return False
+    connect(settings).set_registered_model_alias(settings.model_name, settings.challenger_alias, version)
+    return True
 
 
 def promote(settings: Settings, version: str | None = None, force: bool = False,

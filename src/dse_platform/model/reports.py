@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from dse_platform.model import backtest
+
 
 def calibration_plot(y: np.ndarray, p: np.ndarray, path: Path, bins: int = 10) -> Path:
     """Observed up-rate per predicted-probability decile (out-of-sample rows)."""
@@ -46,23 +48,34 @@ def coefficient_plot(names: list[str], coefficients: np.ndarray, path: Path) -> 
     return path
 
 
-def backtest_report(curves: dict[str, pd.DataFrame], summary: dict[str, float], cost_bps: float,
-                    png: Path, page: Path) -> tuple[Path, Path]:
-    """Growth of 1 taka for each strategy, as a picture and as an HTML page with the figures."""
-    fig, axes = plt.subplots(len(curves), 1, figsize=(8, 3.2 * len(curves)), squeeze=False)
-    for ax, (name, growth) in zip(axes[:, 0], curves.items(), strict=True):
-        growth.plot(ax=ax)
-        ax.set(title=f"{name}: long/flat by the model vs buy-and-hold (cost {cost_bps:g} bps per switch)",
+def backtest_report(result: backtest.Backtest, png: Path, page: Path) -> tuple[Path, Path]:
+    """Growth of 1 taka and drawdown per strategy as a picture, and an HTML page with the rules and figures."""
+    fig, (growth, drawdown) = plt.subplots(2, 1, figsize=(9, 7), sharex=True, height_ratios=(2, 1))
+    result.curves.plot(ax=growth)
+    growth.set(title=f"Walk-forward backtest, next-open fills, {result.cost_bps:g} bps + half-spread per side",
                ylabel="growth of 1")
+    backtest.drawdown(result.curves).plot(ax=drawdown, legend=False)
+    drawdown.set(ylabel="drawdown", xlabel="signal session")
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in sorted(summary.items()))
+    head = "".join(f"<th>{html.escape(f)}</th>" for f in backtest.FIGURES)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{result.summary[f'{name}_{f}']:.4f}</td>" for f in backtest.FIGURES) + "</tr>"
+        for name in result.curves.columns)
+    spreads = ", ".join(f"&ge; {edge / 1e6:g} mn: {bps:g}" for edge, bps in backtest.SPREAD_BUCKETS)
     page.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>DSE backtest</title></head><body>"
-        "<h1>Walk-forward backtest</h1><p>Positions are taken at each bar's close from out-of-sample "
-        f"probabilities (long when P(up) &ge; 0.5, flat otherwise); each switch costs {cost_bps:g} bps. "
-        "'index' trades the DSEX index itself; 'basket' is an equal-weight average over all "
-        f"instruments.</p><img src='{html.escape(png.name)}' alt='growth curves'>"
-        f"<table border='1'><tr><th>figure</th><th>value</th></tr>{rows}</table></body></html>")
+        "<h1>Walk-forward backtest</h1><p>A probability made at a session's close is filled at the "
+        "instrument's next open and held to the open after (the last position is closed at the close of the "
+        "session after the last signal). long_flat: long when P(up) &ge; 0.5, equal weight over the "
+        "instruments with a signal; decile_long_short: long the top decile by probability, short the bottom "
+        "one (a measure of ranking, DSE allows no short selling); basket_buy_and_hold: every instrument, equal "
+        "weight, same fills and costs; index_buy_and_hold: the DSEX index when the data has it. "
+        f"Each fill pays {result.cost_bps:g} bps plus a half-spread in bps by the instrument's mean daily "
+        f"traded value (taka) over its last {backtest.LIQUIDITY_WINDOW} bars ({spreads}; assumed, not "
+        "measured). Out-of-sample probabilities only; this report never decides a promotion.</p>"
+        f"<img src='{html.escape(png.name)}' alt='growth and drawdown curves'>"
+        f"<table border='1'><tr><th>strategy</th>{head}</tr>{rows}</table></body></html>")
     return png, page

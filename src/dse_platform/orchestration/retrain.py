@@ -74,10 +74,15 @@ def _registered_for(settings: Settings, client: MlflowClient, logical_date: dt.d
     return None
 
 
+#: the training figures the nightly report shows: walk-forward fold means and the holdout, model only
+REPORTED = frozenset(f"{scope}{m}" for scope in ("cv_mean_", "holdout_")
+                     for m in ("roc_auc", "moved_roc_auc", "date_auc", "date_ic", "log_loss"))
+
+
 def _trained(version: str, run_id: str, client: MlflowClient, reused: bool) -> dict[str, Any]:
     metrics = client.get_run(run_id).data.metrics
     return {"trained": True, "reused": reused, "version": version, "run_id": run_id,
-            "metrics": {k: v for k, v in metrics.items() if k.startswith("oos_")}}
+            "metrics": {k: v for k, v in metrics.items() if k in REPORTED}}
 
 
 def train(settings: Settings, logical_date: dt.date, dag_run_id: str) -> dict[str, Any]:
@@ -137,8 +142,17 @@ def _recorded(settings: Settings, logical_date: dt.date) -> dict[str, Any] | Non
 
 
 def deploy(settings: Settings, logical_date: dt.date, trained: dict[str, Any],
-           decision: dict[str, Any] | None) -> dict[str, Any]:
-    """Act on the decision (the alias moves only if nobody moved it since `validate`); recorded once per date."""
+           decision: dict[str, Any] | None, dry_run: bool = False) -> dict[str, Any]:
+    """Act on the decision (the alias moves only if nobody moved it since `validate`); recorded once per date.
+
+    ``dry_run`` says what the gate decided and changes nothing: no alias moves, nothing is recorded.
+    """
+    if dry_run:
+        if decision is None:
+            return {"promoted": False, "reason": f"dry run: {trained.get('reason', 'nothing to decide')}",
+                    "dry_run": True}
+        would = "would promote" if decision["promoted"] else "would hold"
+        return {"promoted": False, "reason": f"dry run, {would}: {decision['reason']}", "dry_run": True}
     recorded = _recorded(settings, logical_date)
     if recorded is not None:
         return {"promoted": recorded["event"] != "held", "reason": recorded["reason"], "already_recorded": True}
@@ -150,9 +164,11 @@ def deploy(settings: Settings, logical_date: dt.date, trained: dict[str, Any],
     if decision is None:
         return {"promoted": True, "reason": f"version {trained['version']} is already {settings.model_alias}"}
     applied = gate.apply(settings, gate.Decision(**decision), source(logical_date))
+    shadowed = not applied.promoted and applied.challenger != applied.alias_version and \
+        gate.nominate(settings, applied.challenger)
     return {"promoted": applied.promoted, "reason": applied.reason, "champion": applied.champion,
             "metric": applied.metric, "challenger_score": applied.challenger_score,
-            "champion_score": applied.champion_score}
+            "champion_score": applied.champion_score, "shadowed": shadowed}
 
 
 def report_text(logical_date: dt.date, fold: dict, check: dict, trained: dict, deployed: dict) -> str:
@@ -164,8 +180,7 @@ def report_text(logical_date: dt.date, fold: dict, check: dict, trained: dict, d
     if trained["trained"]:
         how = "reused the version an earlier try registered" if trained.get("reused") else "trained"
         lines.append(f"- {how}: version {trained['version']} (run {trained['run_id']})")
-        lines += [f"  - {k.removeprefix('oos_')}: {v:.4f}" for k, v in sorted(trained["metrics"].items())
-                  if "baseline" not in k]
+        lines += [f"  - {k}: {v:.4f}" for k, v in sorted(trained["metrics"].items())]
     verdict = "PROMOTED" if deployed["promoted"] else "HELD"
     lines.append(f"- decision: {verdict}: {deployed['reason']}")
     return "\n".join(lines)

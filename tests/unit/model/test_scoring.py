@@ -1,6 +1,8 @@
-"""The one scorer: predict_proba's numbers, and the same bits for a row in any batch or memory layout."""
+"""The one scorer: predict_proba's numbers, and the same bits for a row in any batch or memory layout, any recipe."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from dse_platform.model import scoring
+from dse_platform.model import recipes, scoring
 
 NAMES = [f"f{i}" for i in range(20)]
 
@@ -58,3 +60,23 @@ def test_other_pipelines_are_scored_by_predict_proba() -> None:
     tree = Pipeline([("scale", StandardScaler()), ("tree", DecisionTreeClassifier(max_depth=3, random_state=0))])
     tree.fit(X, y)
     np.testing.assert_array_equal(scoring.probabilities(tree, X), tree.predict_proba(X)[:, 1])
+
+
+@pytest.fixture(scope="module", params=sorted(recipes.KINDS))
+def recipe_model(request) -> tuple[Pipeline, pd.DataFrame]:
+    X, y = _data(rows=3000)
+    return recipes.get(request.param).fit(X, y), _data(seed=2, rows=1500)[0]
+
+
+def test_every_recipe_scores_the_same_bits_in_any_chunking(recipe_model) -> None:
+    model, X = recipe_model
+    whole = scoring.probabilities(model, X)
+    assert len(np.unique(whole)) > 100, "the model must tell rows apart for the test to mean anything"
+    cuts = [0, 1, 8, 9, 500, 777, len(X)]
+    chunked = np.concatenate([scoring.probabilities(model, X.iloc[a:b]) for a, b in itertools.pairwise(cuts)])
+    np.testing.assert_array_equal(chunked, whole)
+    alone = np.array([scoring.probabilities(model, X.iloc[[i]])[0] for i in range(0, len(X), 37)])
+    np.testing.assert_array_equal(alone, whole[::37])
+    row_major = pd.DataFrame(np.ascontiguousarray(X.to_numpy()), columns=NAMES)
+    np.testing.assert_array_equal(scoring.probabilities(model, row_major), whole)
+    np.testing.assert_array_equal(scoring.probabilities(model, X[NAMES[::-1]]), whole)
