@@ -21,5 +21,8 @@ def test_closing_block_urls_answer_and_the_airflow_login_works(platform) -> None
     dags = httpx.get(f"{base}/api/v2/dags", headers={"Authorization": f"Bearer {token.json()['access_token']}"},
                      timeout=10)
     assert dags.status_code == 200 and "dse_streaming" in dags.text
+    board = re.search(r"Dashboard\s+(\S+)", closing).group(1)
+    assert board == f"http://{platform.host}:{platform.dashboard_port}", closing
+    assert httpx.get(f"{board}/_stcore/health", timeout=10).text.strip() == "ok"
     assert f"http://{platform.host}:{platform.spark_ui_port}" in closing  # the address the services bind to
     assert "dse down" in closing and platform.bars_topic in closing

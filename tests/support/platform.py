@@ -41,6 +41,7 @@ def platform_env_for(home: Path, **extra: str) -> dict[str, str]:
         "DSE_MLFLOW_PORT": str(free_port()),
         "DSE_AIRFLOW_PORT": str(free_port()),
         "DSE_POSTGRES_PORT": str(free_port()),
+        "DSE_DASHBOARD_PORT": str(free_port()),
         "DSE_DB_BACKEND": "postgres",
         # not the default: the tests drive each DAG with `airflow dags test`, and a scheduler running the same
         # DAGs on their schedules would race those runs (and poll DSE's live site); the default (unpaused) is

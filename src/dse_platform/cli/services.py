@@ -88,7 +88,7 @@ def status() -> None:
 
 @app.command()
 def logs(
-    service: str = typer.Argument(..., help="kafka, mlflow, airflow, postgres, stream or supervisord"),
+    service: str = typer.Argument(..., help="kafka, mlflow, airflow, postgres, dashboard, stream or supervisord"),
     lines: int = typer.Option(50, "-n", help="How many last lines to show."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
 ) -> None:

@@ -20,6 +20,11 @@ SCHEMA_VERSION = 1
 #: raw bytes kept in a dead letter of the stream: a bar is ~200 bytes, so this shows any bad record's start
 MAX_DEADLETTER_RAW_BYTES = 4096
 
+#: the largest record batch the bar and tick topics accept (their ``max.message.bytes``): Kafka's own default,
+#: set on the topics so a broker configured larger does not let bigger records in. A replay batch (librdkafka's
+#: ``batch.size`` of 1,000,000) fits; a single record over the parser's 64 KiB is a ``too_large`` dead letter.
+MAX_TOPIC_MESSAGE_BYTES = 1_048_588
+
 #: fields a consumer refuses a bar without (the others have consumer-side defaults or may be null)
 BAR_REQUIRED = ("symbol", "date", "open", "high", "low", "close")
 
@@ -90,7 +95,12 @@ class TickRecord(WireRecord):
 
 
 class PredictionRecord(WireRecord):
-    """``dse.predictions.v1``: what the streaming job scored for one bar. Key: the trading code."""
+    """``dse.predictions.v1``: what the streaming job served for one bar. Key: the trading code.
+
+    Production's predictions only: the challenger's shadow predictions stay in the serving database
+    (``predictions.role``), so a consumer acting on this topic never acts on a model nobody promoted,
+    and the latest record per key stays the served one.
+    """
 
     symbol: str = Field(description="DSE trading code")
     date: dt.date = Field(description="the scored bar's trading date, YYYY-MM-DD")

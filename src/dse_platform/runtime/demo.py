@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from dse_platform.config import Settings
 from dse_platform.contracts import tables
+from dse_platform.dashboard import server as dashboard
 from dse_platform.data import ingest as ingest_mod
 from dse_platform.data import store
 from dse_platform.model import gate, registry, training
@@ -88,10 +89,13 @@ class Progress:
 
 
 def progress(settings: Settings, engine) -> Progress:
-    """Where the pipeline is: records on the bars topic, and rows the stream committed."""
+    """Where the pipeline is: records on the bars topic, and rows the stream committed (served predictions)."""
+    served = tables.predictions.c.role == tables.PRODUCTION
+    queries = [select(func.count()).select_from(tables.bars),
+               select(func.count()).select_from(tables.predictions).where(served),
+               select(func.count()).select_from(tables.dead_letters)]
     with engine.connect() as conn:
-        counts = [conn.execute(select(func.count()).select_from(t)).scalar_one()
-                  for t in (tables.bars, tables.predictions, tables.dead_letters)]
+        counts = [conn.execute(query).scalar_one() for query in queries]
     return Progress(kafka_io.records_in(settings, settings.bars_topic), *counts)
 
 
@@ -109,6 +113,8 @@ def closing_lines(settings: Settings) -> list[str]:
     if settings.airflow_enabled:
         lines.append(f"  Airflow  {settings.airflow_url}   {login}")
     lines += [
+        f"  Dashboard {dashboard.url(settings)}   market, instruments, model, pipeline (reads the serving DB "
+        "read-only)",
         f"  Spark    http://{settings.host}:{settings.spark_ui_port}   the streaming job's UI",
         f"  Kafka    {settings.bootstrap_servers}   topics {settings.bars_topic}, {settings.predictions_topic}, "
         f"{settings.deadletter_topic}",
@@ -119,6 +125,8 @@ def closing_lines(settings: Settings) -> list[str]:
         "Try next:",
         "  - trigger dse_streaming in the Airflow UI with a date range, and watch its predictions sensor",
         f"  - move the '{settings.model_alias}' alias to another version in the MLflow UI: the job follows it",
+        f"  - set the '{settings.challenger_alias}' alias on another version: the job scores it in shadow beside "
+        f"'{settings.model_alias}' (predictions.role = 'challenger'; nothing is published or served from it)",
         "  - `dse models` and `dse promote` to run the champion/challenger gate yourself",
     ]
     return lines
@@ -172,7 +180,8 @@ def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object]
                 first_at = time.monotonic() - services_up
                 echo(f"demo: first prediction {first_at:.0f} s after the services were up")
             show(database.read_frame(engine, "SELECT symbol, date, probability, label, model_version FROM "
-                                             "predictions ORDER BY date DESC, probability DESC LIMIT 8"))
+                                             "predictions WHERE role = :role ORDER BY date DESC, probability DESC "
+                                             "LIMIT 8", role=tables.PRODUCTION))
     replayer.wait()
     for line in closing_lines(settings):
         echo(line)

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
@@ -107,12 +107,48 @@ def health(settings: Settings) -> tuple[bool, str]:
 
 
 def ensure_database(settings: Settings) -> None:
-    """Create the ``dse`` database inside a freshly started cluster."""
+    """Create the ``dse`` database inside a freshly started cluster, and the dashboard's read-only role on it."""
     engine = create_engine(admin_url(settings), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = 'dse'")).scalar()
             if not exists:
                 conn.execute(text("CREATE DATABASE dse"))
+            ensure_reader_role(conn, settings.dashboard_db_user)
+    finally:
+        engine.dispose()
+    grant_read_only(settings.serving_db_url, settings.dashboard_db_user)
+
+
+def ensure_reader_role(conn: Connection, role: str) -> None:
+    """A login role that can only read: no superuser, database or role creation, read-only transactions.
+
+    The local cluster trusts loopback connections (``initdb --auth=trust``), as it does for ``dse``,
+    so the role has no password: its rights, not a secret, are what keeps the dashboard from writing.
+    """
+    name = conn.dialect.identifier_preparer.quote(role)
+    if not conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}).scalar():
+        conn.execute(text(f"CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"))
+    conn.execute(text(f"ALTER ROLE {name} SET default_transaction_read_only = on"))
+
+
+def grant_read_only(url: str, role: str) -> None:
+    """Let ``role`` read every table of the database at ``url``, present and future, and create nothing there.
+
+    Run as the database's owner (the user of ``url``), whose future tables (the migrations') the default
+    privileges cover. Idempotent: ``dse up`` runs it at every start.
+    """
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            name = conn.dialect.identifier_preparer.quote(role)
+            database = conn.dialect.identifier_preparer.quote(conn.execute(text("SELECT current_database()")).scalar())
+            for statement in (
+                    f"GRANT CONNECT ON DATABASE {database} TO {name}",
+                    "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                    f"GRANT USAGE ON SCHEMA public TO {name}",
+                    f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}",
+                    f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {name}"):
+                conn.execute(text(statement))
     finally:
         engine.dispose()

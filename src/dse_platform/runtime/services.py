@@ -1,4 +1,4 @@
-"""Local services under a process manager (supervisor): Kafka, MLflow, Airflow, PostgreSQL, the stream.
+"""Local services under a process manager (supervisor): Kafka, MLflow, Airflow, PostgreSQL, the dashboard, the stream.
 
 ``dse up`` writes a supervisord config under ``var/supervisor``, starts
 supervisord, and waits until every service answers its real health check.
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dse_platform.config import Settings
+from dse_platform.dashboard import server as dashboard
 from dse_platform.runtime import airflow_env, broker, health, jars, pgserver, spark
 
 
@@ -80,6 +81,10 @@ def services(settings: Settings) -> list[Service]:
             lambda: [str(airflow_env.venv_bin() / "airflow"), "standalone"], health.airflow_health,
             "DSE_AIRFLOW_PORT", prepare=lambda: settings.airflow_home.mkdir(parents=True, exist_ok=True),
             env=airflow_env.airflow_environment(settings), stop_wait_s=60))
+    # reads the serving database read-only; its own settings come from the DSE_* environment supervisord inherits
+    found.append(Service(
+        "dashboard", dashboard.url(settings), [settings.dashboard_port], lambda: dashboard.command(settings),
+        dashboard.health, "DSE_DASHBOARD_PORT"))
     # no ports to check: Spark takes the next free UI port rather than failing when this one is busy
     found.append(Service(
         "stream", f"http://{settings.host}:{settings.spark_ui_port}", [],

@@ -37,7 +37,7 @@ def platform(make_settings, monkeypatch):
 def test_one_program_per_service(platform):
     settings, svcs = platform
     programs = _programs(supervisor_config.write_config(settings, svcs))
-    assert set(programs) == {"kafka", "mlflow", "postgres", "airflow", "stream"}
+    assert set(programs) == {"kafka", "mlflow", "postgres", "airflow", "dashboard", "stream"}
     assert {name for name, proc in programs.items() if not proc.autostart} == {"stream"}
     for name, proc in programs.items():
         assert proc.stdout_logfile == str(settings.logs_dir / f"{name}.log")

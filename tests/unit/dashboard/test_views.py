@@ -1,0 +1,44 @@
+"""The pages' own arithmetic: rolling accuracy beside the baselines, and the lag buckets' names."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from dse_platform.dashboard import queries
+from dse_platform.dashboard.views import model, pipeline
+
+
+def _daily() -> pd.DataFrame:
+    days = [dt.date(2024, 1, 7) + dt.timedelta(days=i) for i in range(3)]
+    return pd.DataFrame({"date": days * 2, "role": ["production"] * 3 + ["challenger"] * 3,
+                         "model_version": ["3"] * 3 + ["4"] * 3, "outcomes": [10, 10, 20, 10, 10, 20],
+                         "correct": [6, 8, 10, 5, 5, 10], "went_up": [2, 3, 16, 2, 3, 16]})
+
+
+def test_rolling_accuracy_sums_counts_before_dividing() -> None:
+    rolling = model.rolling_accuracy(_daily(), sessions=2)
+    production = rolling[rolling["role"] == "production"].reset_index(drop=True)
+    assert production["accuracy"].tolist() == pytest.approx([0.6, 0.7, 18 / 30])
+    assert production["always_up"].tolist() == pytest.approx([0.2, 0.25, 19 / 30])
+    assert production["majority"].tolist() == pytest.approx([0.8, 0.75, 19 / 30])
+
+
+def test_accuracy_summary_per_role_and_version() -> None:
+    summary = model.accuracy_summary(_daily()).set_index("role")
+    assert summary.loc["production", "outcomes"] == 40
+    assert summary.loc["production", "accuracy"] == pytest.approx(24 / 40)
+    assert summary.loc["challenger", "majority"] == pytest.approx(21 / 40)
+    assert model.rolling_accuracy(_daily().iloc[:0]).empty
+
+
+def test_lag_buckets_are_named_and_read_as_quantiles() -> None:
+    labels = pipeline.lag_labels()
+    assert len(labels) == len(queries.LAG_EDGES_MS) + 1
+    assert (labels[0], labels[3], labels[-1]) == ("< 0.25 s", "1 s-2 s", ">= 5 min")
+    buckets = pd.DataFrame({"bucket": [0, 3, 9], "rows": [50, 45, 5]})
+    assert pipeline.lag_quantile(buckets, 0.5) == "< 0.25 s"
+    assert pipeline.lag_quantile(buckets, 0.95) == "1 s-2 s"
+    assert pipeline.lag_quantile(buckets, 0.99) == ">= 5 min"
