@@ -11,12 +11,15 @@ import uuid
 
 import pytest
 from kafka import KafkaConsumer
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.partitioner.default import murmur2
 
 from dse_platform.config import PROJECT_DIR
+from dse_platform.contracts.records import MAX_TOPIC_MESSAGE_BYTES
 from dse_platform.data import store
 from dse_platform.data.ingest import ingest
 from dse_platform.errors import PlatformError
+from dse_platform.streams import kafka_io
 from dse_platform.streams.replay import checkpoint_path, replay
 from tests.support.platform import DSE
 
@@ -119,3 +122,16 @@ def test_bad_replay_arguments_are_clear(cfg):
         replay(cfg, START, END, speed=-1, progress=False)
     with pytest.raises(PlatformError, match="no bars for NOSUCH"):
         replay(cfg, START, END, symbols=["NOSUCH"], progress=False)
+
+
+def test_bar_and_tick_topics_bound_the_record_size(cfg):
+    ticks = cfg.model_copy(update={"ticks_topic": f"ticks-{uuid.uuid4().hex[:8]}"})
+    kafka_io.ensure_topics(ticks, [ticks.bars_topic, ticks.ticks_topic])
+    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t)
+                                            for t in (ticks.bars_topic, ticks.ticks_topic)])
+    finally:
+        admin.close()
+    for topic in (ticks.bars_topic, ticks.ticks_topic):
+        assert described["topic"][topic]["max.message.bytes"]["value"] == str(MAX_TOPIC_MESSAGE_BYTES), described

@@ -16,6 +16,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from dse_platform.config import Settings
+from dse_platform.contracts.records import MAX_TOPIC_MESSAGE_BYTES
 from dse_platform.errors import PlatformError
 
 
@@ -40,9 +41,12 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> li
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         created = []
+        bounded = {settings.bars_topic, settings.ticks_topic}
         for topic in missing:
+            configs = {"max.message.bytes": str(MAX_TOPIC_MESSAGE_BYTES)} if topic in bounded else {}
             try:
-                admin.create_topics([NewTopic(topic, settings.topic_partitions, settings.topic_replication)])
+                admin.create_topics([NewTopic(topic, settings.topic_partitions, settings.topic_replication,
+                                              topic_configs=configs)])
                 created.append(topic)
             except TopicAlreadyExistsError:
                 pass
