@@ -126,9 +126,9 @@ def evaluate_gate(settings: Settings, client: MlflowClient, challenger: ModelRef
     metric means, a bootstrap over dates, the lower bound above the margin (champion) and above 0
     (the strongest baseline).
 
-    A challenger of the champion's own recipe is the champion refreshed with newer data: refit at
-    the same cutoff it would be the challenger itself, so the comparison that decides is against the
-    strongest baseline, and the challenger must have seen data the champion did not.
+    A challenger of the champion's own recipe refit at the same cutoff is the challenger itself, so the
+    two are indistinguishable and it is held: newer data alone is no evidence. It becomes the shadow
+    challenger, and its live outcomes beside production's are what a person can promote it on.
     """
     rule = policy(settings)
     run = client.get_run(challenger.run_id)
@@ -137,22 +137,16 @@ def evaluate_gate(settings: Settings, client: MlflowClient, challenger: ModelRef
                             "promote only versions registered by `dse train`, or use --force")
     rows, start, end = _challenger_rows(settings, run, challenger.version)
     frame = rows.rename(columns={"probability": "p_challenger"})
-    mine = recipes.from_logged(run.data.params)
-    refresh = champion is not None and _recipe(client, champion) == mine
     how = ""
-    if champion is not None and not refresh:
-        frame["p_champion"], how = _champion_probabilities(settings, client, champion, run, rows, start, end)
+    if champion is not None:
+        if _recipe(client, champion) == recipes.from_logged(run.data.params):
+            frame["p_champion"] = frame["p_challenger"]
+            how = "the same recipe: refit at the challenger's cutoff it is the challenger itself"
+        else:
+            frame["p_champion"], how = _champion_probabilities(settings, client, champion, run, rows, start, end)
     compared = comparison.compare(rule, frame, evaluation.BASELINES)
     verdict = comparison.decide(rule, compared)
     promoted, reason = verdict.promote, verdict.reason
-    if refresh:
-        theirs_end = client.get_run(champion.run_id).data.tags.get("data_end", "")
-        ours_end = run.data.tags["data_end"]
-        reason = reason.replace("no production model yet", f"a refresh of version {champion.version}'s recipe "
-                                f"{mine.name} on data to {ours_end} (the champion's ends {theirs_end})")
-        if promoted and not ours_end > theirs_end:
-            promoted, reason = False, (f"same recipe as version {champion.version} and no newer data "
-                                       f"(both end {ours_end})")
     if challenger.feature_version != features.FEATURE_VERSION:
         promoted, reason = False, f"feature version {challenger.feature_version} is not the current one"
     elif how:
