@@ -5,7 +5,7 @@ tests/support/month.py: live ticks from a fixture of DSE's live page, the offici
 fixture of the day-end archive (both the sessions' real rows), the supervised streaming job
 scoring them, the nightly retrain folding them into the store and gating a new model, and
 monitoring judging the day. Two more sessions follow with production replaced by a constant
-"up" model, and then drift is injected into the streamed features of a slice of the market:
+"up" model, and then drift is injected into the streamed features of a third of the market:
 monitoring must fail on each with its alert. The constant model serves 2025-08-20, after which
 71% of instruments did not rise: accuracy can only tell a constant call from the majority
 baseline over sessions whose majority it does not match (on 2025-08-25, when 59% rose, "always
@@ -182,11 +182,16 @@ def test_a_constant_production_model_fails_monitoring_with_its_alert(played, cal
 
 
 def test_injected_drift_fails_monitoring_with_a_drift_alert(played, month, calendar_sessions):
-    """One instrument in seven gets four times its streamed drift-monitored feature values over the window."""
+    """One instrument in three gets four times its streamed drift-monitored feature values over the window.
+
+    Measured offline on the same sessions: clean, the largest PSI is 0.124 (flat_share_20); so injected,
+    volatility_20 0.58, vol_ratio_5_20 0.68 and flat_share_20 0.69 against the 0.25 threshold. One in seven
+    stays under it (0.246 at most): drift over 20 sessions of the whole market needs a broad change.
+    """
     engine, cfg = played["engine"], month["settings"]
     window_start = calendar_sessions[-cfg.monitor_drift_sessions]
     stored = database.read_frame(engine, select(tables.features).where(tables.features.c.date >= window_start))
-    chosen = stored[stored["symbol"].isin(sorted(stored["symbol"].unique())[::7])]
+    chosen = stored[stored["symbol"].isin(sorted(stored["symbol"].unique())[::3])]
     values = features.decode(chosen["values"])
     values[features.DRIFT_FEATURES] = values[features.DRIFT_FEATURES] * 4.0
     f = tables.features
