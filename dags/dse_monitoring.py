@@ -1,4 +1,4 @@
-"""Daily monitoring of one session: feature drift (PSI), live accuracy vs the strongest baseline, dead letters.
+"""Daily monitoring of one session: feature drift (PSI), live per-date AUC vs ex-ante baselines, dead letters.
 
 The run covers the last trading session on or before its logical date (Asia/Dhaka), so a
 rerun gives the same report. Thresholds are settings (DSE_MONITOR_*). A crossed threshold is

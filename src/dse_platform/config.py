@@ -82,9 +82,11 @@ class Settings(BaseSettings):
     monitor_psi_threshold: float = Field(0.25, gt=0, description="PSI above which a feature counts as drifted.")
     monitor_reference_sessions: int = Field(250, ge=20, description="Store sessions the drift reference spans.")
     monitor_drift_sessions: int = Field(20, ge=1, description="Latest sessions drift compares with the reference.")
-    monitor_accuracy_days: int = Field(30, ge=1, description="Days of resolved outcomes live accuracy covers.")
-    monitor_min_outcomes: int = Field(200, ge=1, description="Outcomes needed before accuracy can alert.")
-    monitor_accuracy_slack: float = Field(0.02, ge=0, description="How far below the best baseline may go.")
+    monitor_live_days: int = Field(30, ge=1, description="Days of resolved outcomes live performance covers.")
+    monitor_min_outcomes: int = Field(200, ge=1, description="Outcomes a version needs before live AUC can alert.")
+    monitor_min_dates: int = Field(5, ge=2, description="Sessions a version needs before live AUC can alert.")
+    monitor_live_margin: float = Field(0.0, ge=0, description="How far below the strongest baseline the upper "
+                                       "bound of live AUC's difference may go before an alert.")
     monitor_max_dead_letters: int = Field(1000, ge=0, description="Dead letters per session day before an alert.")
 
     # ---- orchestration (Airflow) --------------------------------------------------------------

@@ -255,7 +255,7 @@ def _outcomes(engine, scored: pd.DataFrame, version: str) -> None:
 
 @pytest.mark.services
 def test_monitoring_passes_at_the_defaults_then_alerts_on_a_constant_model(dag_env):
-    """At the DEFAULT thresholds: production's real outcomes raise no accuracy alert; a constant model's do, once.
+    """At the DEFAULT thresholds: production's real outcomes raise no live-AUC alert; a constant model's do, once.
 
     Drift is measured too, and on this 31-instrument sample it is real: the 20 sessions to 2025-08-25 are
     calmer than the year before them (volatility_20 PSI about 0.85 relative to each session's median,
@@ -283,7 +283,7 @@ def test_monitoring_passes_at_the_defaults_then_alerts_on_a_constant_model(dag_e
     for _ in range(2):  # a rerun of the same day records no second alert
         alert = dags_test(env, "dse_monitoring", logical_date=at)
         out = alert.stdout + alert.stderr
-        assert alert.returncode != 0 and "live accuracy of version constant" in out, out[-5000:]
+        assert alert.returncode != 0 and "live per-date AUC of version constant" in out, out[-5000:]
     events = database.read_events(engine, limit=500)
     alerts = events[(events["event"] == "alert") & events["details"].str.contains("version constant")]
     assert len(alerts) == 1 and '"session": "2025-08-25"' in alerts["details"].iloc[0]

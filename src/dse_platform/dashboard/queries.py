@@ -47,7 +47,8 @@ class epoch_ms(FunctionElement):
 
 @compiles(epoch_ms, "sqlite")
 def _epoch_ms_sqlite(element: epoch_ms, compiler, **kw) -> str:
-    return f"CAST((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400000 AS INTEGER)"
+    # julianday keeps whole milliseconds; its float product is rounded, as truncating it can lose one
+    return f"CAST(round((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400000) AS INTEGER)"
 
 
 @compiles(epoch_ms, "postgresql")

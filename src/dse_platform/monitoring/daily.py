@@ -5,9 +5,13 @@ trading session on or before it, so a rerun for the same day reads the same rows
 the same report. Drift is the population stability index (PSI) of each drift-monitored
 feature over the last DSE_MONITOR_DRIFT_SESSIONS sessions against the reference sessions
 before them (`drift.feature_drift`). Live accuracy covers outcomes of bars dated in the
-DSE_MONITOR_ACCURACY_DAYS up to the session, beside the strongest baseline, for the production
-model and the challenger scored in shadow; only production's (what was served) can alert, the
-challenger's is reported and logged for the promotion decision. Dead letters are
+DSE_MONITOR_LIVE_DAYS up to the session (`live.live_performance`): per-date AUC beside the
+strongest baseline known in advance, for the production model and the challenger scored in
+shadow; only production's (what was served) can alert, once it covers DSE_MONITOR_MIN_DATES
+sessions and DSE_MONITOR_MIN_OUTCOMES outcomes, when the upper end of the gate's interval of its
+difference to that baseline is below -DSE_MONITOR_LIVE_MARGIN: the promotion's claim no longer
+holds. A production version that gives the whole session one probability alerts on its first
+day (`live.collapsed`). Dead letters are
 those received on the session's day in Asia/Dhaka. Every crossed threshold becomes one
 ``alert`` row in `model_events` per (session, kind), however often the day is rerun; the
 caller (the DAG) fails the run.
@@ -27,7 +31,7 @@ from dse_platform.config import Settings
 from dse_platform.contracts import tables
 from dse_platform.data import store
 from dse_platform.data.trading_calendar import DHAKA
-from dse_platform.monitoring.accuracy import live_accuracy, strongest_baseline
+from dse_platform.monitoring import live
 from dse_platform.monitoring.drift import feature_drift
 from dse_platform.serving import database
 
@@ -39,7 +43,8 @@ SOURCE = "monitoring"
 class Report:
     session: dt.date
     drift: dict[str, float] = field(default_factory=dict)
-    accuracy: pd.DataFrame = field(default_factory=pd.DataFrame)
+    live: pd.DataFrame = field(default_factory=pd.DataFrame)
+    collapsed: pd.DataFrame = field(default_factory=pd.DataFrame)
     dead_letters: dict[str, int] = field(default_factory=dict)
     #: (kind, message): kind names what crossed (e.g. ``drift:ret_20``), one alert per session and kind
     alerts: list[tuple[str, str]] = field(default_factory=list)
@@ -47,7 +52,7 @@ class Report:
     def as_dict(self) -> dict:
         return {"session": str(self.session), "drift": self.drift, "dead_letters": self.dead_letters,
                 "alerts": [message for _, message in self.alerts],
-                "accuracy": self.accuracy.to_dict(orient="records")}
+                "live": self.live.to_dict(orient="records"), "collapsed": self.collapsed.to_dict(orient="records")}
 
 
 def session_for(settings: Settings, day: dt.date) -> dt.date:
@@ -74,14 +79,19 @@ def _alerts(settings: Settings, report: Report) -> list[tuple[str, str]]:
     if not report.drift:
         alerts.append(("drift:none", f"no streamed features in the {settings.monitor_drift_sessions} sessions to "
                                      f"{report.session}: is the streaming job running?"))
-    for row in report.accuracy.to_dict(orient="records"):
-        name = strongest_baseline(row)
-        if row["role"] == tables.PRODUCTION and row["outcomes"] >= settings.monitor_min_outcomes and \
-                row["accuracy"] + settings.monitor_accuracy_slack < row[name]:
-            alerts.append((f"accuracy:{row['model_version']}",
-                           f"live accuracy of version {row['model_version']} is {row['accuracy']:.3f}, below the "
-                           f"strongest baseline ({name.removeprefix('baseline_')}) {row[name]:.3f} "
-                           f"(over {row['outcomes']} outcomes)"))
+    for row in report.live.to_dict(orient="records"):
+        if row["role"] == tables.PRODUCTION and row["dates"] >= settings.monitor_min_dates and \
+                row["outcomes"] >= settings.monitor_min_outcomes and row["edge_high"] < -settings.monitor_live_margin:
+            alerts.append((f"live:{row['model_version']}",
+                           f"live per-date AUC of version {row['model_version']} is {row['auc']:.3f} over "
+                           f"{row['dates']} sessions ({row['outcomes']} outcomes), below the strongest baseline "
+                           f"({row['strongest'].replace('_', ' ')}) {row['auc_' + row['strongest']]:.3f}: the "
+                           f"difference is {row['edge']:+.3f}, at most {row['edge_high']:+.3f} at "
+                           f"{settings.gate_confidence:.0%} confidence"))
+    for row in report.collapsed.to_dict(orient="records"):
+        alerts.append((f"collapsed:{row['model_version']}",
+                       f"version {row['model_version']} gave all {row['rows']} instruments of {report.session} the "
+                       f"same P(up) {row['probability']:.3f}: it ranks nothing"))
     total_dead = sum(report.dead_letters.values())
     if total_dead > settings.monitor_max_dead_letters:
         alerts.append(("dead_letters", f"{total_dead} dead letters on {report.session} (Asia/Dhaka) > "
@@ -108,14 +118,17 @@ def run(settings: Settings, day: dt.date) -> Report:
     engine = database.engine(settings)
     database.migrate(engine)
     session = session_for(settings, day)
+    since = session - dt.timedelta(days=settings.monitor_live_days - 1)
     report = Report(session, drift=feature_drift(settings, engine, session),
-                    accuracy=live_accuracy(engine, session - dt.timedelta(days=settings.monitor_accuracy_days - 1),
-                                           session),
-                    dead_letters=dead_letter_counts(engine, session))
-    for row in report.accuracy.to_dict(orient="records"):
-        best = strongest_baseline(row)
-        log.info("live accuracy of %s version %s: %.3f over %d outcomes (strongest baseline %s %.3f)", row["role"],
-                 row["model_version"], row["accuracy"], row["outcomes"], best.removeprefix("baseline_"), row[best])
+                    live=live.live_performance(engine, since, session, settings.gate_confidence, settings.gate_n_boot),
+                    collapsed=live.collapsed(engine, session), dead_letters=dead_letter_counts(engine, session))
+    for row in report.live.to_dict(orient="records"):
+        log.info("live per-date AUC of %s version %s: %.3f over %d sessions, %d outcomes (strongest baseline %s "
+                 "%.3f, difference %+.3f [%+.3f, %+.3f]); accuracy %.3f (always up %.3f, yesterday's sign %.3f, "
+                 "majority in hindsight %.3f)", row["role"], row["model_version"], row["auc"], row["dates"],
+                 row["outcomes"], row["strongest"], row["auc_" + row["strongest"]], row["edge"], row["edge_low"],
+                 row["edge_high"], row["accuracy"], row["accuracy_always_up"], row["accuracy_yesterday_sign"],
+                 row["accuracy_majority_hindsight"])
     report.alerts = _alerts(settings, report)
     _record_once(settings, engine, session, report.alerts)
     return report

@@ -42,3 +42,14 @@ def test_lag_buckets_are_named_and_read_as_quantiles() -> None:
     assert pipeline.lag_quantile(buckets, 0.5) == "< 0.25 s"
     assert pipeline.lag_quantile(buckets, 0.95) == "1 s-2 s"
     assert pipeline.lag_quantile(buckets, 0.99) == ">= 5 min"
+
+
+def test_the_live_table_shows_monitorings_figures_with_the_interval() -> None:
+    performance = pd.DataFrame([{"role": "production", "model_version": "3", "dates": 21, "outcomes": 8240,
+                                 "auc": 0.626, "auc_yesterday_sign": 0.542, "auc_instrument_rate": 0.602,
+                                 "strongest": "instrument_rate", "edge": 0.024, "edge_low": 0.003,
+                                 "edge_high": 0.045, "accuracy": 0.602, "accuracy_always_up": 0.376,
+                                 "accuracy_yesterday_sign": 0.565, "accuracy_majority_hindsight": 0.624}])
+    shown = model.live_table(performance).iloc[0]
+    assert shown["difference to the strongest"] == "+0.024 [+0.003, +0.045]"
+    assert shown["accuracy"] == pytest.approx(60.2) and shown["acc.: yesterday's sign"] == pytest.approx(56.5)

@@ -1,4 +1,4 @@
-"""Daily monitoring is per session, reproducible, records each alert once, judges accuracy by the strongest baseline."""
+"""Daily monitoring is per session, reproducible, records each alert once, judges live AUC by ex-ante baselines."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dse_platform.config import Settings
 from dse_platform.contracts import tables
 from dse_platform.data import store
 from dse_platform.data.trading_calendar import TradingCalendar
-from dse_platform.monitoring import daily
+from dse_platform.monitoring import daily, live
 from dse_platform.serving import database
 from tests.unit.model.synthetic import random_bars
 
@@ -53,54 +53,86 @@ def test_dead_letters_count_the_sessions_dhaka_day(world) -> None:
 
 
 def _resolved(engine, bars: pd.DataFrame) -> pd.DataFrame:
-    """The bars stored, and each one's actual next move (the last bar of each symbol has none yet)."""
+    """The bars stored, each with an outcome equal to its own move: a market where yesterday's sign is always right.
+
+    So the ex-ante baseline has all the skill there is, and a model without it is measurably worse.
+    """
     frame = bars.sort_values(["symbol", "date"])
-    nxt = frame.groupby("symbol")["close"].shift(-1)
-    frame = frame[nxt.notna()].assign(actual=(nxt > frame["close"]).astype(int)[nxt.notna()])
-    database.upsert(engine, tables.bars, frame[["symbol", "date", "open", "high", "low", "close", "volume"]]
+    moved = frame.groupby("symbol")["close"].diff()
+    frame = frame[moved.notna()].assign(actual=(moved > 0).astype(int)[moved.notna()])
+    database.upsert(engine, tables.bars, bars[["symbol", "date", "open", "high", "low", "close", "volume"]]
                     .assign(source="replay", produced_at=0))
     return frame
 
 
-def _constant_outcomes(frame: pd.DataFrame, version: str, **role: str) -> list[dict]:
-    """Outcomes of a model calling, for every bar, the constant that is NOT the majority: worse than "always the
-    majority", though it may tie always-up."""
-    label = 1 if int((frame["actual"] == 0).sum()) >= len(frame) / 2 else 0
-    return [{"symbol": r.symbol, "date": r.date, "next_date": r.date, "probability": float(label), "label": label,
-             "actual": int(r.actual), "correct": label == r.actual, "model_version": version, **role}
-            for r in frame.itertuples()]
+def _outcomes(frame: pd.DataFrame, version: str, probability: pd.Series | float, **role: str) -> list[dict]:
+    probability = pd.Series(probability, index=frame.index, dtype=float)
+    return [{"symbol": r.symbol, "date": r.date, "next_date": r.date, "probability": p, "label": int(p >= 0.5),
+             "actual": int(r.actual), "correct": int(p >= 0.5) == r.actual, "model_version": version, **role}
+            for r, p in zip(frame.itertuples(), probability, strict=True)]
 
 
-def test_a_constant_model_alerts_once_per_session_against_the_strongest_baseline(world) -> None:
+def test_a_model_without_skill_alerts_once_per_session_against_the_strongest_baseline(world) -> None:
     settings, bars = world
     engine = database.engine(settings)
     frame = _resolved(engine, bars)
     # written without a role, as before there was one: the database makes them production's
-    database.upsert(engine, tables.prediction_outcomes, _constant_outcomes(frame, "c"))
+    database.upsert(engine, tables.prediction_outcomes, _outcomes(frame, "c", 0.9))
     day = max(frame["date"])
-    first = daily.run(settings.model_copy(update={"monitor_accuracy_days": 400}), day)
-    second = daily.run(settings.model_copy(update={"monitor_accuracy_days": 400}), day)
+    first = daily.run(settings.model_copy(update={"monitor_live_days": 400}), day)
+    second = daily.run(settings.model_copy(update={"monitor_live_days": 400}), day)
     assert first.as_dict() == second.as_dict()
-    assert any("live accuracy of version c" in a and "majority" in a for a in first.as_dict()["alerts"])
+    live = first.live.iloc[0]
+    assert live["auc"] == 0.5 and live["auc_yesterday_sign"] == 1.0 and live["strongest"] == "yesterday_sign"
+    assert live["edge_high"] < 0
+    assert any("live per-date AUC of version c" in a and "yesterday sign" in a for a in first.as_dict()["alerts"])
     events = database.read_events(engine, limit=100)
     assert len(events) == len(first.alerts) and (events["event"] == "alert").all()
 
 
-def test_accuracy_is_reported_per_role_and_version_and_only_production_can_alert(world, caplog) -> None:
+def test_live_performance_is_reported_per_role_and_version_and_only_production_can_alert(world, caplog) -> None:
     settings, bars = world
     engine = database.engine(settings)
     frame = _resolved(engine, bars)
-    served = [{"symbol": r.symbol, "date": r.date, "next_date": r.date, "probability": 0.9, "label": int(r.actual),
-               "actual": int(r.actual), "correct": True, "model_version": "p", "role": "production"}
-              for r in frame.itertuples()]
-    database.upsert(engine, tables.prediction_outcomes, served + _constant_outcomes(frame, "c", role="challenger"))
+    database.upsert(engine, tables.prediction_outcomes, _outcomes(frame, "p", frame["actual"] * 0.8 + 0.1,
+                                                                  role="production")
+                    + _outcomes(frame, "c", 0.9, role="challenger"))
     with caplog.at_level(logging.INFO, "dse.monitoring"):
-        report = daily.run(settings.model_copy(update={"monitor_accuracy_days": 400}), max(frame["date"]))
-    accuracy = report.accuracy
-    assert accuracy[["role", "model_version", "outcomes"]].values.tolist() == [
+        report = daily.run(settings.model_copy(update={"monitor_live_days": 400}), max(frame["date"]))
+    live = report.live
+    assert live[["role", "model_version", "outcomes"]].values.tolist() == [
         ["production", "p", len(frame)], ["challenger", "c", len(frame)]]
-    assert accuracy["accuracy"][0] == 1.0 and accuracy["accuracy"][1] < accuracy["baseline_majority"][1]
+    assert live["auc"].tolist() == [1.0, 0.5] and live["accuracy"][0] == 1.0
     # the same bars, so the same baselines: the two roles are compared on equal terms
-    assert accuracy["baseline_majority"][0] == accuracy["baseline_majority"][1]
-    assert not [kind for kind, _ in report.alerts if kind.startswith("accuracy")]
-    assert "live accuracy of challenger version c" in caplog.text
+    assert live["auc_instrument_rate"][0] == live["auc_instrument_rate"][1]
+    assert live["accuracy_majority_hindsight"][0] == live["accuracy_majority_hindsight"][1]
+    assert live["edge_high"][1] < 0 and not [kind for kind, _ in report.alerts if kind.startswith("live")]
+    assert "live per-date AUC of challenger version c" in caplog.text
+
+
+def test_too_few_sessions_cannot_alert_on_live_auc(world) -> None:
+    """One bad session is noise, not evidence: a version needs DSE_MONITOR_MIN_DATES of them."""
+    settings, bars = world
+    engine = database.engine(settings)
+    frame = _resolved(engine, bars)
+    days = sorted(frame["date"].unique())[-settings.monitor_min_dates + 1:]
+    database.upsert(engine, tables.prediction_outcomes, _outcomes(frame[frame["date"].isin(days)], "c", 0.9))
+    report = daily.run(settings.model_copy(update={"monitor_live_days": 400}), days[-1])
+    assert report.live["dates"][0] == len(days) and report.live["edge_high"][0] < 0
+    assert not [kind for kind, _ in report.alerts if kind.startswith("live")]
+
+
+def test_a_production_model_giving_the_session_one_probability_alerts_on_its_first_day(world) -> None:
+    settings, _ = world
+    engine = database.engine(settings)
+    day = dt.date(2025, 8, 25)
+    rows = [{"symbol": f"S{i:03d}", "date": day, "probability": 0.98, "label": 1, "model_name": "m",
+             "model_version": version, "feature_version": "f", "produced_at": 0, "role": role}
+            for i in range(live.COLLAPSE_MIN_ROWS) for version, role in (("k", "production"), ("s", "challenger"))]
+    rows += [{**rows[0], "symbol": f"R{i:03d}", "model_version": "r", "probability": 0.4 + i / 100}
+             for i in range(live.COLLAPSE_MIN_ROWS)]
+    database.upsert(engine, tables.predictions, rows)
+    collapsed = live.collapsed(engine, day)
+    assert collapsed.values.tolist() == [["k", live.COLLAPSE_MIN_ROWS, 0.98]]
+    report = daily.Report(day, drift={"ret_1": 0.0}, collapsed=collapsed)
+    assert [kind for kind, _ in daily._alerts(settings, report)] == ["collapsed:k"]

@@ -1,4 +1,5 @@
-"""Model: the served versions and the gate's decisions, live accuracy against the baselines, calibration, drift."""
+"""Model: the served versions and the gate's decisions, live performance as monitoring judges it, live accuracy
+against the baselines, calibration, drift."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dse_platform.config import Settings
 from dse_platform.dashboard import charts, display, queries
 from dse_platform.dashboard.views.common import chart, event_table, table
 from dse_platform.data import store
+from dse_platform.monitoring import live
 from dse_platform.monitoring.drift import feature_drift
 
 #: sessions each point of the rolling accuracy covers
@@ -32,6 +34,7 @@ def render(settings: Settings, engine: Engine) -> None:
         return
     _served(engine, scored_day)
     _decisions(engine)
+    _live(settings, engine, scored_day)
     label = st.segmented_control("Outcomes of bars dated in the last", list(WINDOWS), default="180 days",
                                  key="model_window", required=True)
     days = WINDOWS[label or "180 days"]
@@ -73,6 +76,47 @@ def _decisions(engine: Engine) -> None:
     if not stream.empty:
         st.caption("What the streaming job loaded, and when:")
         table(event_table(stream), "model_stream_events")
+
+
+@st.cache_data(ttl=DRIFT_TTL_S, show_spinner="Judging live performance…")
+def _live_performance(_settings: Settings, _engine: Engine, url: str, day: dt.date) -> pd.DataFrame:
+    return live.live_performance(_engine, day - dt.timedelta(days=_settings.monitor_live_days - 1), day,
+                                 _settings.gate_confidence, _settings.gate_n_boot)
+
+
+def live_table(performance: pd.DataFrame) -> pd.DataFrame:
+    """Monitoring's figures as shown: per-date AUC beside the ex-ante baselines, then accuracy beside its own."""
+    interval = performance.apply(lambda r: f"{r['edge']:+.3f} [{r['edge_low']:+.3f}, {r['edge_high']:+.3f}]", axis=1)
+    return pd.DataFrame({"role": performance["role"], "version": performance["model_version"],
+                         "sessions": performance["dates"], "outcomes": performance["outcomes"],
+                         "per-date AUC": performance["auc"],
+                         "AUC: yesterday's sign": performance["auc_yesterday_sign"],
+                         "AUC: instrument rate": performance["auc_instrument_rate"],
+                         "difference to the strongest": interval, "accuracy": performance["accuracy"] * 100,
+                         "acc.: always up": performance["accuracy_always_up"] * 100,
+                         "acc.: yesterday's sign": performance["accuracy_yesterday_sign"] * 100,
+                         "acc.: majority in hindsight": performance["accuracy_majority_hindsight"] * 100})
+
+
+def _live(settings: Settings, engine: Engine, day: dt.date) -> None:
+    st.subheader("Live performance, as monitoring judges it")
+    performance = _live_performance(settings, engine, engine.url.render_as_string(), day)
+    if performance.empty:
+        st.info(f"No resolved outcomes in the {settings.monitor_live_days} days to {day}: a prediction resolves "
+                "when the next session's bar arrives.")
+        return
+    auc = st.column_config.NumberColumn(format="%.3f")
+    percent = st.column_config.NumberColumn(format="%.1f%%")
+    table(live_table(performance), "model_live_table", **{name: auc for name in (
+        "per-date AUC", "AUC: yesterday's sign", "AUC: instrument rate")}, **{name: percent for name in (
+            "accuracy", "acc.: always up", "acc.: yesterday's sign", "acc.: majority in hindsight")})
+    st.caption(f"Outcomes of the {settings.monitor_live_days} days to {day}. The per-date AUC is the gate's metric; "
+               "its baselines are known before each outcome (did the instrument close up today; its up-rate over "
+               f"its last {live.TRAILING_SESSIONS} bars). The difference to the strongest has a "
+               f"{settings.gate_confidence:.0%} date-bootstrap interval: production alerts when its upper end is "
+               f"below -{settings.monitor_live_margin} over at least {settings.monitor_min_dates} sessions. "
+               "Accuracy calls up at P >= 0.5; the majority is known only in hindsight, so it informs and never "
+               "alerts.")
 
 
 def rolling_accuracy(daily: pd.DataFrame, sessions: int = ROLLING_SESSIONS) -> pd.DataFrame:
