@@ -11,59 +11,23 @@ Screenshots land in var/test-artifacts/dashboard/.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from dse_platform.config import PROJECT_DIR, Settings
-from dse_platform.dashboard import server
-from dse_platform.runtime import pgserver
-from tests.support.browser import ARTIFACTS_DIR, TIMEOUT_MS, screenshot
-from tests.support.platform import free_port, fresh_database, settings_for, wait_for
+from dse_platform.config import Settings
+from tests.support.browser import TIMEOUT_MS
+from tests.support.dashboard import PAGES, dashboard, drawn, reader_url, shot
+from tests.support.platform import fresh_database
 from tests.unit.dashboard import world as worlds
 
 pytestmark = pytest.mark.slow
-
-SHOTS = "dashboard"
-#: tall enough that a whole page fits in a screenshot (Streamlit scrolls inside its own container)
-SHOT_VIEWPORT = {"width": 1400, "height": 2600}
-PAGES = {"Market": "", "Instrument": "instrument", "Model": "model", "Pipeline": "pipeline"}
-
-
-@contextmanager
-def dashboard(tmp: Path, db_url: str, **extra: str) -> Iterator[str]:
-    """The dashboard served on a free port for ``db_url``; yields its URL, stops it after (its log kept)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DSE_")}
-    env.update({"DSE_HOME": str(tmp / "var"), "DSE_DB_URL": db_url, "DSE_DASHBOARD_PORT": str(free_port()),
-                "DSE_STORE_DIR": str(tmp / "store"), "DSE_STREAM_CHECKPOINT": str(tmp / "checkpoint"), **extra})
-    settings = settings_for(env)
-    log = ARTIFACTS_DIR / SHOTS / f"streamlit-{tmp.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        proc = subprocess.Popen(server.command(settings), env=env, cwd=PROJECT_DIR, stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: proc.poll() is not None or server.health(settings)[0], 60, "the dashboard's health check")
-        assert proc.poll() is None, f"streamlit exited: {log.read_text()[-2000:]}"
-        yield server.url(settings)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory) -> Iterator[str]:
@@ -77,24 +41,6 @@ def filled(tmp_path_factory) -> Iterator[str]:
     worlds.write_checkpoint(tmp / "checkpoint")
     with dashboard(tmp, f"sqlite:///{tmp / 'serving.db'}", DSE_MONITOR_REFERENCE_SESSIONS="60") as url:
         yield url
-
-
-def drawn(page: Page, heading: str) -> None:
-    """Wait until a page's script has run to its end (its heading, then the closing caption), and check it is clean."""
-    expect(page.get_by_role("heading", name=heading).first).to_be_visible(timeout=TIMEOUT_MS)
-    expect(page.get_by_text(re.compile(r"^Drawn at \d{4}-\d\d-\d\d"))).to_be_visible(timeout=TIMEOUT_MS)
-    expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=TIMEOUT_MS)
-    no_exception(page)
-
-
-def no_exception(page: Page) -> None:
-    boxes = page.locator('[data-testid="stException"]')
-    assert boxes.count() == 0, "Streamlit exception: " + " | ".join(b.inner_text()[:500] for b in boxes.all())
-
-
-def shot(page: Page, name: str) -> Path:
-    page.set_viewport_size(SHOT_VIEWPORT)
-    return screenshot(page, f"{SHOTS}/{name}.png")
 
 
 def test_every_page_renders(ui_page: Page, filled: str) -> None:
@@ -182,14 +128,13 @@ def test_pages_on_postgres_through_the_read_only_role(platform: Settings, ui_pag
     engine = create_engine(owner_url)
     worlds.write(engine, worlds.make())
     engine.dispose()
-    pgserver.grant_read_only(owner_url, platform.dashboard_db_user)  # `dse up` does this for the `dse` database
-    reader_url = make_url(owner_url).set(username=platform.dashboard_db_user).render_as_string(hide_password=False)
-    with dashboard(tmp_path, owner_url, DSE_DASHBOARD_DB_URL=reader_url) as url:
+    read_only = reader_url(platform, owner_url)
+    with dashboard(tmp_path, owner_url, DSE_DASHBOARD_DB_URL=read_only) as url:
         for title, path in PAGES.items():
             ui_page.goto(f"{url}/{path}")
             drawn(ui_page, title)
             shot(ui_page, f"postgres-{title.lower()}")
-    reader = create_engine(reader_url)
+    reader = create_engine(read_only)
     for statement in ("INSERT INTO dead_letters (topic, partition, \"offset\", reason, received_at) "
                       "VALUES ('t', 0, 0, 'r', now())",
                       "UPDATE predictions SET probability = 0", "DELETE FROM bars", "CREATE TABLE evil (x int)"):

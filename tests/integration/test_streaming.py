@@ -3,7 +3,8 @@
 One topic of real bars (55 instruments, 2023-10 .. 2024-12, with hostile records mixed in) is
 read by several independent runs of the job, each with its own checkpoint and database:
 the reference bounded run, a run killed -9 three times, a supervised run through a PostgreSQL
-restart and a Kafka broker restart, and a run on a standalone cluster.
+restart and a Kafka broker restart, and a run on a standalone cluster. The dashboard is then
+drawn in Debian's Chromium on the reference run's database, through the read-only role.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from playwright.sync_api import expect
 
 from dse_platform.config import Settings
 from dse_platform.contracts.records import MAX_DEADLETTER_RAW_BYTES
@@ -32,6 +34,8 @@ from dse_platform.model import features, gate, registry, training
 from dse_platform.runtime import health, supervisor
 from dse_platform.serving import database
 from dse_platform.streams import kafka_io, replay
+from tests.support.browser import TIMEOUT_MS
+from tests.support.dashboard import PAGES, dashboard, drawn, reader_url, shot
 from tests.support.platform import DSE, free_port, fresh_database, settings_for, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -165,7 +169,8 @@ def reference(platform, platform_env, served, topic) -> dict:
     env = job_env(platform_env, served, topic, DSE_DB_URL=url)
     started = time.monotonic()
     proc = bounded_run(env)
-    return {"url": url, "tables": tables(url), "log": proc.stderr, "seconds": time.monotonic() - started}
+    return {"url": url, "tables": tables(url), "log": proc.stderr, "seconds": time.monotonic() - started,
+            "env": env}
 
 
 def test_features_and_probabilities_equal_the_offline_ones(reference, served, symbols):
@@ -224,6 +229,41 @@ def test_outcomes_resolve_against_the_next_session(reference, served):
         assert row.actual == int(bars[(row.symbol, row.next_date)] > bars[(row.symbol, row.date)])
     assert (out["correct"] == (out.merge(reference["tables"]["predictions"], on=ID_COLUMNS)["label"]
                                == out["actual"])).all()
+
+
+def test_the_dashboard_draws_every_page_from_the_run(platform, reference, topic, ui_page, tmp_path):
+    """Every page, as the read-only role, on what the bounded run wrote: the market of its last session, an
+    instrument found by a search, monitoring's live table, the hostile records' dead letters with their samples.
+
+    DSE_MONITOR_REFERENCE_SESSIONS=60: the drift panel recomputes its reference features from the bar store, and
+    60 sessions are enough to draw it (the default is tested by the monitoring tests).
+    """
+    env = reference["env"]
+    with dashboard(tmp_path, reference["url"], DSE_DASHBOARD_DB_URL=reader_url(platform, reference["url"]),
+                   DSE_STORE_DIR=env["DSE_STORE_DIR"], DSE_STREAM_CHECKPOINT=env["DSE_STREAM_CHECKPOINT"],
+                   DSE_MODEL_NAME=env["DSE_MODEL_NAME"], DSE_MONITOR_REFERENCE_SESSIONS="60") as url:
+        for title, path in PAGES.items():
+            ui_page.goto(f"{url}/{path}")
+            drawn(ui_page, title)
+            shot(ui_page, f"stream-{title.lower()}")
+        symbol = reference["tables"]["predictions"]["symbol"].iloc[0]
+        ui_page.goto(f"{url}/instrument")
+        box = ui_page.get_by_role("textbox", name="Trading code")
+        box.fill(symbol.lower())
+        box.press("Enter")
+        expect(ui_page.get_by_text(f"{symbol}: daily bars")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(ui_page.get_by_text("Model probability of an up move")).to_be_visible(timeout=TIMEOUT_MS)
+        drawn(ui_page, "Instrument")
+        ui_page.goto(f"{url}/model")
+        drawn(ui_page, "Model")
+        expect(ui_page.get_by_text("Live performance, as monitoring judges it")).to_be_visible()
+        ui_page.goto(f"{url}/pipeline")
+        drawn(ui_page, "Pipeline")
+        ui_page.get_by_label("Samples of").click()
+        reason = sorted(reason for _, reason in topic["bad"])[0]
+        ui_page.get_by_role("option", name=reason).first.click()
+        drawn(ui_page, "Pipeline")
+        shot(ui_page, f"stream-dead-letters-{reason}")
 
 
 def _count(url: str, table: str) -> int:

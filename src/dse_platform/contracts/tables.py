@@ -164,3 +164,5 @@ model_events = Table(
     Column("details", Text, nullable=False),  # JSON object
     Index("ix_model_events_at", "at"),
 )
+#: the `model_events` source of the nightly retrain's decisions, followed by the logical date
+NIGHTLY_SOURCE_PREFIX = "nightly retrain "

@@ -31,8 +31,6 @@ MARKET_INDICES = (INDEX_ALIASES["DSEX"], INDEX_ALIASES["DSES"], INDEX_ALIASES["D
 DECISIONS = ("promoted", "held", "forced")
 #: what the streaming job records about the model it serves (`serving/watcher.py`)
 STREAM_EVENTS = ("reloaded", "registry_unreachable", "cached_model_loaded")
-#: how the nightly retrain DAG names itself as an event's source (`orchestration/retrain.source`)
-NIGHTLY_SOURCE_PREFIX = "nightly retrain "
 #: upper edges (ms) of the produce-to-row lag histogram; the last bucket is open
 LAG_EDGES_MS = (250, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000)
 CALIBRATION_BINS = 10

@@ -43,7 +43,7 @@ def validate_store(settings: Settings) -> dict[str, Any]:
 
 def source(logical_date: dt.date) -> str:
     """The `model_events` source of one night's decisions: one decision per logical date."""
-    return f"nightly retrain {logical_date}"
+    return f"{tables.NIGHTLY_SOURCE_PREFIX}{logical_date}"
 
 
 @contextmanager

@@ -154,7 +154,7 @@ def test_events_newest_first_and_the_nightly_decision(world) -> None:
     _, engine = world
     decisions = queries.events(engine, queries.DECISIONS)
     assert list(decisions["event"]) == ["held", "promoted"]
-    nightly = queries.events(engine, queries.DECISIONS, limit=1, source_prefix=queries.NIGHTLY_SOURCE_PREFIX)
+    nightly = queries.events(engine, queries.DECISIONS, limit=1, source_prefix=tables.NIGHTLY_SOURCE_PREFIX)
     assert nightly.iloc[0]["source"] == worlds.NIGHTLY_SOURCE
     assert list(queries.events(engine, ("alert",))["source"]) == ["monitoring"]
     versions = queries.scored_versions(engine, world[0].sessions[-1]).set_index("role")["model_version"]

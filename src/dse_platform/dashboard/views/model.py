@@ -10,6 +10,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from dse_platform.config import Settings
+from dse_platform.contracts import tables
 from dse_platform.dashboard import charts, display, queries
 from dse_platform.dashboard.views.common import chart, event_table, table
 from dse_platform.data import store
@@ -59,7 +60,7 @@ def _served(engine: Engine, day: dt.date) -> None:
 
 
 def _decisions(engine: Engine) -> None:
-    nightly = queries.events(engine, queries.DECISIONS, limit=1, source_prefix=queries.NIGHTLY_SOURCE_PREFIX)
+    nightly = queries.events(engine, queries.DECISIONS, limit=1, source_prefix=tables.NIGHTLY_SOURCE_PREFIX)
     if nightly.empty:
         st.info("No nightly decision recorded yet (the `dse_nightly_retrain` DAG runs at 15:30 Sun-Thu).")
     else:
