@@ -6,7 +6,10 @@ registered model ``dse-direction``; setting it in the MLflow UI is as valid as
 The alias ``challenger`` (DSE_CHALLENGER_ALIAS), when set, names the version the
 streaming job scores in shadow beside it.
 A model is only served when its signature lists exactly the feature module's
-columns and it was trained with the current feature version.
+columns and it was trained with the current feature version, and it is only
+loaded from skops with the types this code allows (`TRUSTED_TYPES`): never
+pickle, and never the trusted types the model's own MLmodel file declares, since
+anyone who can write to MLflow writes that file.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import skops.io
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
@@ -27,7 +31,10 @@ from sklearn.pipeline import Pipeline
 import mlflow
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
-from dse_platform.model import evaluation, features
+from dse_platform.model import evaluation, features, recipes
+
+#: the types beyond skops' defaults a served model may contain: those of the recipes this code trains
+TRUSTED_TYPES = frozenset(t for kind in recipes.KINDS.values() for t in kind.trusted_types)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,26 @@ def load_local(path: Path, ref: ModelRef) -> Pipeline:
         raise PlatformError(
             f"{ref.name} version {ref.version} has input signature {inputs}, the feature module produces "
             f"{features.FEATURE_NAMES}", "retrain with `dse train` so the signature matches the features")
-    return mlflow.sklearn.load_model(str(path))
+    return _load_skops(path, ref)
+
+
+def _load_skops(path: Path, ref: ModelRef) -> Pipeline:
+    """The sklearn flavour's skops file, loaded trusting only `TRUSTED_TYPES`; anything else is refused unloaded."""
+    flavor = Model.load(str(path)).flavors.get("sklearn") or {}
+    fix = "retrain with `dse train` (it saves with skops) and move the alias to that version"
+    if flavor.get("serialization_format") != "skops":
+        raise PlatformError(f"{ref.name} version {ref.version} is saved as "
+                            f"{flavor.get('serialization_format') or 'no sklearn flavour'}, not skops: loading it "
+                            "could run any code its author wrote", fix)
+    file = (path / str(flavor.get("pickled_model", ""))).resolve()
+    if not file.is_relative_to(path.resolve()) or not file.is_file():
+        raise PlatformError(f"{ref.name} version {ref.version}: its skops file {flavor.get('pickled_model')!r} is "
+                            "not a file inside the model folder", fix)
+    found = set(skops.io.get_untrusted_types(file=file))
+    if unknown := sorted(found - TRUSTED_TYPES):
+        raise PlatformError(f"{ref.name} version {ref.version} contains types this platform does not trust: "
+                            f"{', '.join(unknown)}", fix)
+    return skops.io.load(file, trusted=sorted(found))
 
 
 def load(settings: Settings, ref: ModelRef) -> Pipeline:

@@ -17,7 +17,7 @@ from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sqlalchemy.exc import OperationalError
 
 import mlflow
@@ -32,13 +32,21 @@ from tests.support.platform import wait_for
 NAME = "dse-direction"
 
 
-def _saved_model(folder: Path, columns: list[str], seed: int) -> Path:
+def shifted(values):
+    """A function of the model's author: skops stores a reference to it, which loading would import and call."""
+    return values + 1
+
+
+def _saved_model(folder: Path, columns: list[str], seed: int, serialization: str = "skops",
+                 extra_step: bool = False) -> Path:
     """A tiny fitted pipeline saved as training logs it (skops, signature), in a local folder."""
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(40, len(columns))), columns=columns)
     y = (X.iloc[:, 0] > 0).astype(int)
-    model = Pipeline([("scale", StandardScaler()), ("logreg", LogisticRegression())]).fit(X, y)
-    mlflow.sklearn.save_model(model, str(folder), serialization_format="skops", pip_requirements=[],
+    steps = [("scale", StandardScaler()), ("logreg", LogisticRegression())]
+    model = Pipeline([("custom", FunctionTransformer(shifted))] * extra_step + steps).fit(X, y)
+    mlflow.sklearn.save_model(model, str(folder), serialization_format=serialization, pip_requirements=[],
+                              skops_trusted_types=[f"{__name__}.shifted"] if extra_step else None,
                               signature=infer_signature(X.head(3), model.predict_proba(X.head(3))))
     return folder
 
@@ -48,7 +56,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("models")
     return {"good": _saved_model(base / "good", features.FEATURE_NAMES, 1),
             "other": _saved_model(base / "other", features.FEATURE_NAMES, 2),
-            "bad_signature": _saved_model(base / "bad", ["close", "volume"], 3)}
+            "bad_signature": _saved_model(base / "bad", ["close", "volume"], 3),
+            "pickled": _saved_model(base / "pickled", features.FEATURE_NAMES, 4, serialization="cloudpickle"),
+            "untrusted": _saved_model(base / "untrusted", features.FEATURE_NAMES, 5, extra_step=True)}
 
 
 @pytest.fixture
@@ -408,3 +418,17 @@ def test_the_challenger_alias_comes_from_the_settings(settings, engine):
     assert ModelWatcher(renamed, engine, role="challenger").alias == "shadow"
     with pytest.raises(ValueError, match="role 'canary'"):
         ModelWatcher(settings, engine, role="canary")
+
+
+@pytest.mark.parametrize(("folder", "reason"), [("pickled", "not skops"), ("untrusted", "does not trust")])
+def test_a_pickled_or_untrusted_model_is_refused_and_the_last_good_one_keeps_scoring(settings, engine, models,
+                                                                                    folder, reason):
+    """Its MLmodel file declares what to trust (this one trusts its own function): the allowlist in code decides."""
+    fake = FakeRegistry(models, ref("1"))
+    watcher = ModelWatcher(settings, engine, fake.lookup, fake.fetch)
+    watcher.poll()
+    fake.alias, fake.folder_of["6"] = ref("6"), folder
+    watcher.poll()
+    assert watcher.current.version == "1"
+    rejected = events(engine, "rejected")
+    assert rejected["version"].tolist() == ["6"] and reason in rejected["details"].iloc[0]
