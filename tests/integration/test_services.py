@@ -178,13 +178,13 @@ def test_missing_maven_names_the_install(tmp_path):
 def test_half_written_jar_cache_is_noticed_and_resolved_again(tmp_path):
     jars = tmp_path / "jars"
     (jars / "kafka").mkdir(parents=True)
-    (jars / "kafka" / "kafka-clients-4.3.1.jar").write_bytes(b"PK\x03\x04 truncated")
+    (jars / "kafka" / "kafka-clients-4.4.0.jar").write_bytes(b"PK\x03\x04 truncated")
     env = platform_env_for(tmp_path / "home", DSE_JARS_DIR=str(jars))
     proc = run_dse(env, "jars", timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "incomplete" in proc.stdout and "resolving it again" in proc.stdout
     assert (jars / "kafka" / ".complete").exists() and (jars / "spark" / ".complete").exists()
-    assert (jars / "kafka" / "kafka-clients-4.3.1.jar").stat().st_size > 1_000_000
+    assert (jars / "kafka" / "kafka-clients-4.4.0.jar").stat().st_size > 1_000_000
     # a second run trusts the complete cache and resolves nothing
     again = run_dse(env, "jars", timeout=120)
     assert again.returncode == 0 and "resolving" not in again.stdout
