@@ -72,10 +72,8 @@ def _print_status(settings) -> bool:
         table.add_row(row["service"], row["process"], f"[{colour}]{row['health']}[/{colour}]", row["url"],
                       row["detail"])
     console.print(table)
-    if settings.airflow_enabled:
-        password = airflow_env.admin_password(settings)
-        if password:
-            echo(f"Airflow login: admin / {password}")
+    if settings.airflow_enabled and airflow_env.admin_password(settings):
+        echo(f"Airflow login: admin, its generated password in {airflow_env.password_file(settings)}")
     return all(r["health"] != "unhealthy" for r in rows)
 
 

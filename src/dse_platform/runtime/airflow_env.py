@@ -56,9 +56,21 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+def password_file(settings: Settings) -> Path:
+    """Where Airflow's standalone writes the generated passwords (readable by this user only: `dse up` sets 0600)."""
+    return settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+
+def protect_passwords(settings: Settings) -> None:
+    """Make the generated passwords readable by this user only (Airflow writes them world-readable)."""
+    path = password_file(settings)
+    if path.exists():
+        path.chmod(0o600)
+
+
 def admin_password(settings: Settings) -> str | None:
     """The generated password of Airflow's ``admin`` user, once standalone has made it."""
-    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    path = password_file(settings)
     if not path.exists():
         return None
     return json.loads(path.read_text()).get("admin")

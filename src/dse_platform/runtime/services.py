@@ -80,7 +80,8 @@ def services(settings: Settings) -> list[Service]:
             "airflow", settings.airflow_url, [settings.airflow_port],
             lambda: [str(airflow_env.venv_bin() / "airflow"), "standalone"], health.airflow_health,
             "DSE_AIRFLOW_PORT", prepare=lambda: settings.airflow_home.mkdir(parents=True, exist_ok=True),
-            env=airflow_env.airflow_environment(settings), stop_wait_s=60))
+            env=airflow_env.airflow_environment(settings), stop_wait_s=60,
+            after_healthy=airflow_env.protect_passwords))
     # reads the serving database read-only; its own settings come from the DSE_* environment supervisord inherits
     found.append(Service(
         "dashboard", dashboard.url(settings), [settings.dashboard_port], lambda: dashboard.command(settings),

@@ -9,6 +9,7 @@ import sys
 import xmlrpc.client
 from collections.abc import Callable, Mapping
 
+from sqlalchemy.engine import make_url
 from supervisor.xmlrpc import SupervisorTransport
 from tenacity import Retrying, retry_if_not_result, stop_after_delay, wait_fixed
 
@@ -227,5 +228,6 @@ def status(settings: Settings) -> list[dict[str, str]]:
     if not settings.local_postgres:
         ok, detail = health.database_health(settings)
         rows.append({"service": "serving-db", "process": "-", "health": "healthy" if ok else "unhealthy",
-                     "url": settings.serving_db_url, "detail": detail})
+                     "url": make_url(settings.serving_db_url).render_as_string(hide_password=True),
+                     "detail": detail})
     return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dse_platform.errors import PlatformError
-from dse_platform.runtime import supervisor
+from dse_platform.runtime import airflow_env, supervisor
 from dse_platform.runtime.services import Service
 
 
@@ -66,3 +66,22 @@ def test_start_program_needs_running_services(make_settings):
         supervisor.start_program(make_settings(), "stream")
     with pytest.raises(PlatformError, match="no supervised program 'nope'"):
         supervisor.start_program(make_settings(), "nope")
+
+
+def test_the_status_table_never_shows_the_database_password(make_settings, monkeypatch):
+    settings = make_settings(db_url="postgresql+psycopg2://app:s3cret@db.example:5432/dse")
+    monkeypatch.setattr(supervisor, "process_states", lambda s: {})
+    monkeypatch.setattr(supervisor, "services", lambda s: [])
+    monkeypatch.setattr(supervisor.health, "database_health", lambda s: (False, "refused"))
+    rows = supervisor.status(settings)
+    assert [r["url"] for r in rows] == ["postgresql+psycopg2://app:***@db.example:5432/dse"]
+
+
+def test_airflows_generated_passwords_become_private(make_settings):
+    settings = make_settings()
+    path = airflow_env.password_file(settings)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"admin": "x"}')
+    path.chmod(0o644)
+    airflow_env.protect_passwords(settings)
+    assert path.stat().st_mode & 0o777 == 0o600 and airflow_env.admin_password(settings) == "x"
