@@ -56,6 +56,7 @@ def page(render: Render, title: str, url_path: str, default: bool = False) -> st
     return st.Page(run, title=title, url_path=url_path, default=default)
 
 
+pipeline.start_health_probe(settings)
 with st.sidebar:
     st.caption(f"Serving database, read-only: `{connection.describe(settings)}`")
     st.caption(f"Times in {display.TZ_LABEL}; prices in Tk, turnover in Tk mn.")

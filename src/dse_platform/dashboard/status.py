@@ -27,6 +27,12 @@ class StatusProbe:
         #: the last completed answer and when it was asked (monotonic seconds)
         self._answer: tuple[Rows, float] | None = None
 
+    def start(self) -> None:
+        """Ask for the first answer now, without waiting for it or collecting anything."""
+        with self._lock:
+            if self._answer is None and self._running is None:
+                self._running = self._ask()
+
     def latest(self, wait_s: float) -> tuple[Rows, float] | None:
         """The newest answer and its age in seconds; waits up to ``wait_s`` only while there is none at all."""
         with self._lock:

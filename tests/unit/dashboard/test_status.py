@@ -41,3 +41,20 @@ def test_a_stale_answer_is_shown_while_a_new_probe_runs() -> None:
     gate.set()
     status._running.result(timeout=5)
     assert status.latest(wait_s=0)[0] == ["second"]
+
+
+def test_start_asks_once_without_waiting_and_the_first_visit_finds_the_answer() -> None:
+    done = threading.Event()
+    calls = []
+
+    def probe() -> list:
+        calls.append(1)
+        done.set()
+        return ["answer"]
+
+    status = StatusProbe(probe, max_age_s=60)
+    status.start()
+    status.start()  # already asking: no second probe
+    assert done.wait(5)
+    status._running.result(timeout=5)
+    assert status.latest(wait_s=0)[0] == ["answer"] and len(calls) == 1

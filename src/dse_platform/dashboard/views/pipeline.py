@@ -130,6 +130,11 @@ def _probe(_settings: Settings) -> StatusProbe:
     return StatusProbe(lambda: supervisor.status(_settings), HEALTH_TTL_S)
 
 
+def start_health_probe(settings: Settings) -> None:
+    """Ask the services as the dashboard's first page is drawn, so the Pipeline page's first visit finds an answer."""
+    _probe(settings).start()
+
+
 def _health(settings: Settings) -> None:
     st.subheader("Services")
     answer = _probe(settings).latest(HEALTH_WAIT_S)
