@@ -5,7 +5,7 @@
 # generated state lives under /opt/dse/var (DSE_HOME in the images):
 #   MLFLOW_BACKEND_STORE_URI      metadata + registry store (SQLAlchemy URL)
 #                                 default sqlite:////opt/dse/var/mlflow/mlflow.db;
-#                                 compose: postgresql+psycopg2://dse:dse@postgres:5432/mlflow
+#                                 compose: postgresql+psycopg2://mlflow:<MLFLOW_DB_PASSWORD>@postgres:5432/mlflow
 #   MLFLOW_ARTIFACTS_DESTINATION  where proxied artifacts are stored (a path or s3://, gs://, ...)
 #                                 default /opt/dse/var/mlflow/artifacts
 #   MLFLOW_HOST / MLFLOW_PORT     bind address and port (default 0.0.0.0:5000)
@@ -15,6 +15,8 @@
 #                                 http://mlflow:5000 get HTTP 403
 #   MLFLOW_APP_NAME               empty, or "basic-auth" to turn on MLflow's basic auth
 #                                 (then MLFLOW_AUTH_CONFIG_PATH names the ini: see basic_auth.ini.example)
+#   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  default false, as `dse up` runs it: the job runner and its
+#                                 consumer processes (~275 MB each) serve nothing the platform uses
 #
 # --serve-artifacts makes the server proxy artifact uploads/downloads, so clients (Airflow's
 # trainer, the Spark streaming job) need no access to the artifact store itself, only HTTP.
@@ -27,9 +29,10 @@ set -euo pipefail
 : "${MLFLOW_WORKERS:=1}"
 : "${MLFLOW_SERVER_ALLOWED_HOSTS:=mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*}"
 : "${MLFLOW_APP_NAME:=}"
-# mlflow reads this variable itself; exporting it (instead of passing --allowed-hosts) keeps
-# one source of truth for the allowed hosts
-export MLFLOW_SERVER_ALLOWED_HOSTS
+: "${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:=false}"
+# mlflow reads these variables itself; exporting them (instead of passing --allowed-hosts) keeps
+# one source of truth for each
+export MLFLOW_SERVER_ALLOWED_HOSTS MLFLOW_SERVER_ENABLE_JOB_EXECUTION
 
 # A SQLite store or a local artifact folder needs its directory to exist first.
 case "$MLFLOW_BACKEND_STORE_URI" in
