@@ -1,6 +1,6 @@
 """The Streamlit dashboard in Debian's Chromium (Playwright), on a SQLite database written by the sink's upserts.
 
-The server is started with the same command line `dse up` gives supervisor. Every page
+The server is started by `dse dashboard`, the command line `dse up` gives supervisor. Every page
 renders from the constructed world (bars, features, both roles' predictions, outcomes,
 hostile dead letters, model events, a bar store for drift, a stream checkpoint) with no
 Streamlit exception box; the instrument search finds a code and draws its chart, and an

@@ -16,7 +16,7 @@ from dse_platform.config import PROJECT_DIR, Settings
 from dse_platform.dashboard import server
 from dse_platform.runtime import pgserver
 from tests.support.browser import ARTIFACTS_DIR, TIMEOUT_MS, screenshot
-from tests.support.platform import free_port, settings_for, wait_for
+from tests.support.platform import DSE, free_port, settings_for, wait_for
 
 SHOTS = "dashboard"
 #: tall enough that a whole page fits in a screenshot (Streamlit scrolls inside its own container)
@@ -26,7 +26,8 @@ PAGES = {"Market": "", "Instrument": "instrument", "Model": "model", "Pipeline":
 
 @contextmanager
 def dashboard(tmp: Path, db_url: str, **extra: str) -> Iterator[str]:
-    """The dashboard served on a free port for ``db_url``; yields its URL, stops it after (its log kept)."""
+    """The dashboard served by `dse dashboard` (`dse up`'s command line, in the foreground) on a free port for
+    ``db_url``; yields its URL, stops it after (its log kept)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DSE_")}
     env.update({"DSE_HOME": str(tmp / "var"), "DSE_DB_URL": db_url, "DSE_DASHBOARD_PORT": str(free_port()),
                 "DSE_STORE_DIR": str(tmp / "store"), "DSE_STREAM_CHECKPOINT": str(tmp / "checkpoint"), **extra})
@@ -34,7 +35,7 @@ def dashboard(tmp: Path, db_url: str, **extra: str) -> Iterator[str]:
     log = ARTIFACTS_DIR / SHOTS / f"streamlit-{tmp.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        proc = subprocess.Popen(server.command(settings), env=env, cwd=PROJECT_DIR, stdout=out,
+        proc = subprocess.Popen([DSE, "dashboard"], env=env, cwd=PROJECT_DIR, stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: proc.poll() is not None or server.health(settings)[0], 60, "the dashboard's health check")

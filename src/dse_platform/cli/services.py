@@ -120,6 +120,15 @@ def airflow(ctx: typer.Context) -> None:
 
 
 @app.command()
+def dashboard() -> None:
+    """Serve the dashboard in the foreground, as `dse up` starts it (the compose `dashboard` service runs this)."""
+    from dse_platform.dashboard import server
+
+    argv = server.command(get_settings())
+    os.execv(argv[0], argv)
+
+
+@app.command()
 def demo(watch: float = typer.Option(90.0, help="Seconds to show predictions as they land.")) -> None:
     """Bring everything up, train a first model if needed, stream a year of replayed bars, show predictions."""
     from dse_platform.runtime import demo as demo_mod
