@@ -15,11 +15,13 @@ CATEGORY = "DSE platform"
 
 
 def nav_links(settings: Settings) -> list[dict[str, str]]:
-    """The three links, built from the same settings the services run with."""
+    """The three links, built from the same settings the services run with, or the public URLs where a proxy or
+    a container network puts the UIs elsewhere (the compose deployment sets them)."""
+    mlflow = settings.public_mlflow_url or settings.tracking_uri
     links = {
-        "MLflow model registry": f"{settings.tracking_uri}/#/models/{settings.model_name}",
-        "Spark UI (streaming job)": f"http://{settings.host}:{settings.spark_ui_port}",
-        "Dashboard": f"http://{settings.host}:{settings.dashboard_port}",
+        "MLflow model registry": f"{mlflow}/#/models/{settings.model_name}",
+        "Spark UI (streaming job)": settings.public_spark_url or f"http://{settings.host}:{settings.spark_ui_port}",
+        "Dashboard": settings.public_dashboard_url or f"http://{settings.host}:{settings.dashboard_port}",
     }
     return [{"name": name, "href": href, "destination": "nav", "category": CATEGORY} for name, href in links.items()]
 

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     airflow_dags_paused: bool = Field(
         False, description="Create the project's DAGs paused (their schedules then wait for a person to unpause).")
     dashboard_port: int = Field(8501, description="Port of the Streamlit dashboard.")
+    public_mlflow_url: str | None = Field(
+        None, description="MLflow's URL as browsers reach it, for links (default: the tracking URI).")
+    public_spark_url: str | None = Field(
+        None, description="The streaming job's Spark UI as browsers reach it (default: DSE_HOST, DSE_SPARK_UI_PORT).")
+    public_dashboard_url: str | None = Field(
+        None, description="The dashboard as browsers reach it (default: DSE_HOST, DSE_DASHBOARD_PORT).")
     dashboard_refresh_s: float = Field(
         60.0, ge=0, description="Seconds between the dashboard's automatic refreshes (0: only on demand).")
     dashboard_db_user: str = Field(

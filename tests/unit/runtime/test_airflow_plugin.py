@@ -29,3 +29,13 @@ def test_the_plugin_adds_three_nav_links(make_settings):
     for link in links:  # the keys Airflow's UI reads from an external view
         assert set(link) == {"name", "href", "destination", "category"}
         assert link["destination"] == "nav" and link["category"] == module.CATEGORY
+
+
+def test_public_urls_replace_the_service_addresses_in_the_links(make_settings):
+    """In compose the services listen on container names; browsers reach them on the published host ports."""
+    module = _load_plugin_module()
+    settings = make_settings(host="0.0.0.0", mlflow_tracking_uri="http://mlflow:5000", model_name="m",
+                             public_mlflow_url="http://localhost:5001", public_spark_url="http://localhost:4041",
+                             public_dashboard_url="http://localhost:8502")
+    assert [link["href"] for link in module.nav_links(settings)] == [
+        "http://localhost:5001/#/models/m", "http://localhost:4041", "http://localhost:8502"]
