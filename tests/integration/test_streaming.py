@@ -256,7 +256,7 @@ def test_the_dashboard_draws_every_page_from_the_run(platform, reference, topic,
         drawn(ui_page, "Instrument")
         ui_page.goto(f"{url}/model")
         drawn(ui_page, "Model")
-        expect(ui_page.get_by_text("Live performance, as monitoring judges it")).to_be_visible()
+        expect(ui_page.get_by_text(re.compile("The per-date AUC is the gate's metric"))).to_be_visible()
         ui_page.goto(f"{url}/pipeline")
         drawn(ui_page, "Pipeline")
         ui_page.get_by_label("Samples of").click()

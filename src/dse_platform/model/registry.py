@@ -33,7 +33,8 @@ from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
 from dse_platform.model import evaluation, features, recipes
 
-#: the types beyond skops' defaults a served model may contain: those of the recipes this code trains
+#: the types beyond skops' own defaults (scikit-learn's estimators, numpy and scipy) a served model may contain:
+#: those of the recipes this code trains
 TRUSTED_TYPES = frozenset(t for kind in recipes.KINDS.values() for t in kind.trusted_types)
 
 
@@ -133,9 +134,13 @@ def load_local(path: Path, ref: ModelRef) -> Pipeline:
 
 
 def _load_skops(path: Path, ref: ModelRef) -> Pipeline:
-    """The sklearn flavour's skops file, loaded trusting only `TRUSTED_TYPES`; anything else is refused unloaded."""
-    flavor = Model.load(str(path)).flavors.get("sklearn") or {}
+    """The sklearn flavour's skops file, loaded trusting skops' own defaults and `TRUSTED_TYPES` only; anything
+    else, or a file that cannot be read, is refused (a `PlatformError`: the watcher rejects the version)."""
     fix = "retrain with `dse train` (it saves with skops) and move the alias to that version"
+    try:
+        flavor = dict(Model.load(str(path)).flavors.get("sklearn") or {})
+    except Exception as exc:
+        raise PlatformError(f"{ref.name} version {ref.version}: its MLmodel file cannot be read: {exc}", fix) from exc
     if flavor.get("serialization_format") != "skops":
         raise PlatformError(f"{ref.name} version {ref.version} is saved as "
                             f"{flavor.get('serialization_format') or 'no sklearn flavour'}, not skops: loading it "
@@ -144,11 +149,19 @@ def _load_skops(path: Path, ref: ModelRef) -> Pipeline:
     if not file.is_relative_to(path.resolve()) or not file.is_file():
         raise PlatformError(f"{ref.name} version {ref.version}: its skops file {flavor.get('pickled_model')!r} is "
                             "not a file inside the model folder", fix)
-    found = set(skops.io.get_untrusted_types(file=file))
+    try:
+        found = set(skops.io.get_untrusted_types(file=file))
+    except Exception as exc:
+        raise PlatformError(f"{ref.name} version {ref.version}: its skops file cannot be read: "
+                            f"{type(exc).__name__}: {exc}", fix) from exc
     if unknown := sorted(found - TRUSTED_TYPES):
         raise PlatformError(f"{ref.name} version {ref.version} contains types this platform does not trust: "
                             f"{', '.join(unknown)}", fix)
-    return skops.io.load(file, trusted=sorted(found))
+    try:
+        return skops.io.load(file, trusted=sorted(found))
+    except Exception as exc:
+        raise PlatformError(f"{ref.name} version {ref.version}: its skops file cannot be loaded: "
+                            f"{type(exc).__name__}: {exc}", fix) from exc
 
 
 def load(settings: Settings, ref: ModelRef) -> Pipeline:

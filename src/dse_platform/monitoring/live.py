@@ -5,17 +5,22 @@ Monitoring checks that claim on live outcomes, for ``production`` (what was serv
 (scored in shadow on the same bars): the mean over dates of each date's cross-sectional AUC of P(up), beside
 baselines known before each outcome, from the bars up to its date: yesterday's sign (did the instrument close
 up today) and the instrument's up-rate over its last `TRAILING_SESSIONS` bars. Chance (0.5) is what any
-constant call scores. The difference to the strongest of them gets the gate's date bootstrap interval.
+constant call scores. Yesterday's sign is scored as the gate scores it: by the up-rates after an up day
+and after any other day, learned on moves complete before the window. The gate's fifth baseline, the
+illiquidity rule, needs features the serving database does not keep per outcome and is left out. The
+difference to the strongest of them gets the gate's date bootstrap interval.
 
 Accuracy at P(up) >= 0.5 is reported too, beside always-up, yesterday's sign and the window's realised
-majority. The last is hindsight: no rule knows a window's majority before it ends, and on a bullish month an
-honest model's calls fall just below it (measured: 0.60 against 0.62 over 8,200 outcomes to 2025-08-14,
-while its per-date AUC was 0.626 against the instrument rate's 0.599), so accuracy informs and never alerts.
+majority. The last is hindsight: no rule knows a window's majority before it ends, and in a month with more
+up-moves than usual (38% against the usual 28%) an honest model's calls fall just below it (measured: 0.602
+against 0.624 over 8,240 outcomes to 2025-08-14, while its per-date AUC was 0.626 against the instrument
+rate's 0.602), so accuracy informs and never alerts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pandas as pd
 from sqlalchemy import func, select
@@ -35,6 +40,8 @@ _HISTORY_DAYS = 400
 #: a session's cross-section this small cannot show a collapsed model
 COLLAPSE_MIN_ROWS = 30
 
+log = logging.getLogger("dse.monitoring")
+
 
 def _outcomes(engine, since: dt.date, until: dt.date) -> pd.DataFrame:
     """Resolved outcomes dated ``since``..``until`` with each row's ex-ante baseline scores."""
@@ -45,14 +52,32 @@ def _outcomes(engine, since: dt.date, until: dt.date) -> pd.DataFrame:
     b = tables.bars
     bars = database.read_frame(engine, select(b.c.symbol, b.c.date, b.c.close).where(
         b.c.date >= since - dt.timedelta(days=_HISTORY_DAYS), b.c.date <= until)).sort_values(["symbol", "date"])
-    bars["yesterday_sign"] = (bars.groupby("symbol")["close"].diff() > 0).astype(float)
-    bars["instrument_rate"] = bars.groupby("symbol")["yesterday_sign"].transform(
+    moved = bars.groupby("symbol")["close"].diff()
+    bars["up"] = moved.gt(0).astype(float).where(moved.notna())  # an instrument's first bar read: unknown
+    bars["instrument_rate"] = bars.groupby("symbol")["up"].transform(
         lambda s: s.rolling(TRAILING_SESSIONS, min_periods=MIN_TRAILING).mean())
+    bars["yesterday_sign"] = _sign_rates(bars, since)
     merged = outcomes.merge(bars[["symbol", "date", *EX_ANTE]], on=["symbol", "date"], how="left")
-    merged["yesterday_sign"] = merged["yesterday_sign"].fillna(0.0)
-    merged["instrument_rate"] = merged["instrument_rate"].fillna(
-        merged.groupby("date")["instrument_rate"].transform("mean")).fillna(0.5)
+    if missing := int(merged["instrument_rate"].isna().sum() + merged["yesterday_sign"].isna().sum()):
+        log.warning("%d baseline values of outcomes %s..%s have no bar (or too short a history) in the serving "
+                    "database; the date's mean stands in", missing, since, until)
+    for name in EX_ANTE:
+        merged[name] = merged[name].fillna(merged.groupby("date")[name].transform("mean")).fillna(0.5)
     return merged.rename(columns={"actual": "target"})
+
+
+def _sign_rates(bars: pd.DataFrame, since: dt.date) -> pd.Series:
+    """Yesterday's sign as the gate scores it: the up-rate after an up day and after any other day, fitted on
+    moves that were complete before ``since`` (so the direction, momentum or reversal, is learned, not assumed).
+
+    With no such history the sign itself (1 after an up day, 0 otherwise) stands in.
+    """
+    after = bars.groupby("symbol")["up"].shift(-1)
+    known = bars["up"].notna() & after.notna() & (bars.groupby("symbol")["date"].shift(-1) < since)
+    rates = after[known].groupby(bars.loc[known, "up"]).mean()
+    if len(rates) < 2:
+        return bars["up"]
+    return bars["up"].map({1.0: rates[1.0], 0.0: rates[0.0]})
 
 
 def live_performance(engine, since: dt.date, until: dt.date, confidence: float, n_boot: int) -> pd.DataFrame:

@@ -117,7 +117,8 @@ def test_too_few_sessions_cannot_alert_on_live_auc(world) -> None:
     frame = _resolved(engine, bars)
     days = sorted(frame["date"].unique())[-settings.monitor_min_dates + 1:]
     database.upsert(engine, tables.prediction_outcomes, _outcomes(frame[frame["date"].isin(days)], "c", 0.9))
-    report = daily.run(settings.model_copy(update={"monitor_live_days": 400}), days[-1])
+    # enough outcomes, so the number of sessions is the only thing missing
+    report = daily.run(settings.model_copy(update={"monitor_live_days": 400, "monitor_min_outcomes": 1}), days[-1])
     assert report.live["dates"][0] == len(days) and report.live["edge_high"][0] < 0
     assert not [kind for kind, _ in report.alerts if kind.startswith("live")]
 
@@ -136,3 +137,14 @@ def test_a_production_model_giving_the_session_one_probability_alerts_on_its_fir
     assert collapsed.values.tolist() == [["k", live.COLLAPSE_MIN_ROWS, 0.98]]
     report = daily.Report(day, drift={"ret_1": 0.0}, collapsed=collapsed)
     assert [kind for kind, _ in daily._alerts(settings, report)] == ["collapsed:k"]
+
+
+def test_yesterdays_sign_learns_its_direction_from_moves_complete_before_the_window() -> None:
+    """A market that reverses every day: after an up day the baseline says "down is likelier", as the gate's does."""
+    days = pd.bdate_range("2025-01-01", periods=12).date
+    bars = pd.DataFrame({"symbol": "A", "date": days, "close": [100.0, 101.0] * 6})
+    moved = bars["close"].diff()
+    bars["up"] = moved.gt(0).astype(float).where(moved.notna())
+    scored = live._sign_rates(bars, since=days[8])
+    assert scored[bars["up"] == 1.0].eq(0.0).all() and scored[bars["up"] == 0.0].eq(1.0).all()
+    assert live._sign_rates(bars, since=days[1]).equals(bars["up"])  # no complete move before: the sign itself

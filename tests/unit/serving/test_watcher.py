@@ -58,7 +58,15 @@ def models(tmp_path_factory) -> dict[str, Path]:
             "other": _saved_model(base / "other", features.FEATURE_NAMES, 2),
             "bad_signature": _saved_model(base / "bad", ["close", "volume"], 3),
             "pickled": _saved_model(base / "pickled", features.FEATURE_NAMES, 4, serialization="cloudpickle"),
-            "untrusted": _saved_model(base / "untrusted", features.FEATURE_NAMES, 5, extra_step=True)}
+            "untrusted": _saved_model(base / "untrusted", features.FEATURE_NAMES, 5, extra_step=True),
+            "truncated": _truncated(_saved_model(base / "truncated", features.FEATURE_NAMES, 6))}
+
+
+def _truncated(folder: Path) -> Path:
+    """A model whose skops file was cut short (an interrupted upload): not a readable zip any more."""
+    file = folder / "model.skops"
+    file.write_bytes(file.read_bytes()[:200])
+    return folder
 
 
 @pytest.fixture
@@ -420,7 +428,8 @@ def test_the_challenger_alias_comes_from_the_settings(settings, engine):
         ModelWatcher(settings, engine, role="canary")
 
 
-@pytest.mark.parametrize(("folder", "reason"), [("pickled", "not skops"), ("untrusted", "does not trust")])
+@pytest.mark.parametrize(("folder", "reason"), [("pickled", "not skops"), ("untrusted", "does not trust"),
+                                               ("truncated", "cannot be read")])
 def test_a_pickled_or_untrusted_model_is_refused_and_the_last_good_one_keeps_scoring(settings, engine, models,
                                                                                     folder, reason):
     """Its MLmodel file declares what to trust (this one trusts its own function): the allowlist in code decides."""
