@@ -115,7 +115,7 @@ def _live(settings: Settings, engine: Engine, day: dt.date) -> None:
                "its baselines are known before each outcome (did the instrument close up today; its up-rate over "
                f"its last {live.TRAILING_SESSIONS} bars). The difference to the strongest has a "
                f"{settings.gate_confidence:.0%} date-bootstrap interval: production alerts when its upper end is "
-               f"below -{settings.monitor_live_margin} over at least {settings.monitor_min_dates} sessions. "
+               f"below {0 - settings.monitor_live_margin:g} over at least {settings.monitor_min_dates} sessions. "
                "Accuracy calls up at P >= 0.5; the majority is known only in hindsight, so it informs and never "
                "alerts.")
 
