@@ -26,11 +26,7 @@ def test_rolling_accuracy_sums_counts_before_dividing() -> None:
     assert production["majority"].tolist() == pytest.approx([0.8, 0.75, 19 / 30])
 
 
-def test_accuracy_summary_per_role_and_version() -> None:
-    summary = model.accuracy_summary(_daily()).set_index("role")
-    assert summary.loc["production", "outcomes"] == 40
-    assert summary.loc["production", "accuracy"] == pytest.approx(24 / 40)
-    assert summary.loc["challenger", "majority"] == pytest.approx(21 / 40)
+def test_no_outcomes_give_no_rolling_accuracy() -> None:
     assert model.rolling_accuracy(_daily().iloc[:0]).empty
 
 

@@ -52,6 +52,11 @@ def test_dead_letters_count_the_sessions_dhaka_day(world) -> None:
     assert daily.dead_letter_counts(engine, day) == {"invalid_json": 1}
 
 
+#: DSE_MONITOR_LIVE_DAYS for the synthetic world: its 80 sessions span about 110 days, and each test judges all of
+#: them (the default 30 days is what the month test and the DAG test run with)
+ALL_DAYS = 400
+
+
 def _resolved(engine, bars: pd.DataFrame) -> pd.DataFrame:
     """The bars stored, each with an outcome equal to its own move: a market where yesterday's sign is always right.
 
@@ -79,8 +84,8 @@ def test_a_model_without_skill_alerts_once_per_session_against_the_strongest_bas
     # written without a role, as before there was one: the database makes them production's
     database.upsert(engine, tables.prediction_outcomes, _outcomes(frame, "c", 0.9))
     day = max(frame["date"])
-    first = daily.run(settings.model_copy(update={"monitor_live_days": 400}), day)
-    second = daily.run(settings.model_copy(update={"monitor_live_days": 400}), day)
+    first = daily.run(settings.model_copy(update={"monitor_live_days": ALL_DAYS}), day)
+    second = daily.run(settings.model_copy(update={"monitor_live_days": ALL_DAYS}), day)
     assert first.as_dict() == second.as_dict()
     live = first.live.iloc[0]
     assert live["auc"] == 0.5 and live["auc_yesterday_sign"] == 1.0 and live["strongest"] == "yesterday_sign"
@@ -98,7 +103,7 @@ def test_live_performance_is_reported_per_role_and_version_and_only_production_c
                                                                   role="production")
                     + _outcomes(frame, "c", 0.9, role="challenger"))
     with caplog.at_level(logging.INFO, "dse.monitoring"):
-        report = daily.run(settings.model_copy(update={"monitor_live_days": 400}), max(frame["date"]))
+        report = daily.run(settings.model_copy(update={"monitor_live_days": ALL_DAYS}), max(frame["date"]))
     live = report.live
     assert live[["role", "model_version", "outcomes"]].values.tolist() == [
         ["production", "p", len(frame)], ["challenger", "c", len(frame)]]
@@ -118,7 +123,7 @@ def test_too_few_sessions_cannot_alert_on_live_auc(world) -> None:
     days = sorted(frame["date"].unique())[-settings.monitor_min_dates + 1:]
     database.upsert(engine, tables.prediction_outcomes, _outcomes(frame[frame["date"].isin(days)], "c", 0.9))
     # enough outcomes, so the number of sessions is the only thing missing
-    report = daily.run(settings.model_copy(update={"monitor_live_days": 400, "monitor_min_outcomes": 1}), days[-1])
+    report = daily.run(settings.model_copy(update={"monitor_live_days": ALL_DAYS, "monitor_min_outcomes": 1}), days[-1])
     assert report.live["dates"][0] == len(days) and report.live["edge_high"][0] < 0
     assert not [kind for kind, _ in report.alerts if kind.startswith("live")]
 

@@ -132,15 +132,6 @@ def rolling_accuracy(daily: pd.DataFrame, sessions: int = ROLLING_SESSIONS) -> p
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def accuracy_summary(daily: pd.DataFrame) -> pd.DataFrame:
-    """Per role and version over the whole window: outcomes, accuracy and both baselines."""
-    sums = daily.groupby(["role", "model_version"], as_index=False)[["outcomes", "correct", "went_up"]].sum()
-    up = sums["went_up"] / sums["outcomes"]
-    return pd.DataFrame({"role": sums["role"], "version": sums["model_version"], "outcomes": sums["outcomes"],
-                         "accuracy": sums["correct"] / sums["outcomes"], "always up": up,
-                         "majority": up.where(up >= 0.5, 1 - up)})
-
-
 def _accuracy(engine: Engine, since: dt.date) -> None:
     st.subheader("Live accuracy")
     daily = queries.accuracy_by_day(engine, since)
@@ -148,12 +139,9 @@ def _accuracy(engine: Engine, since: dt.date) -> None:
         st.info("No resolved outcomes in this window: a prediction resolves when the next session's bar arrives.")
         return
     chart(charts.accuracy_lines(rolling_accuracy(daily)), "model_accuracy")
-    st.caption(f"Each point covers the last {ROLLING_SESSIONS} scored sessions. The majority baseline calls the "
-               "more frequent outcome for every instrument: the strongest constant call.")
-    percent = st.column_config.NumberColumn(format="%.1f%%")
-    summary = accuracy_summary(daily)
-    summary[["accuracy", "always up", "majority"]] *= 100
-    table(summary, "model_accuracy_table", accuracy=percent, majority=percent, **{"always up": percent})
+    st.caption(f"Each point covers the last {ROLLING_SESSIONS} scored sessions. The majority baseline calls, in "
+               "hindsight, the more frequent outcome of those sessions for every instrument; the window's totals "
+               "are in the live performance table above.")
 
 
 def _calibration(engine: Engine, since: dt.date) -> None:
