@@ -7,13 +7,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: demo test test-unit bootstrap prereqs jars test-deps lint bench down
+.PHONY: demo test test-deploy test-unit bootstrap prereqs jars test-deps lint bench down
 
 demo: bootstrap
 	$(BIN)/dse demo
 
 test: bootstrap test-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/deploy $(PYTEST_ARGS)
+
+# the compose deployment built and run for real: Debian's Docker Engine and docker-compose (installed
+# when absent, like test-deps; the daemon started for the run), images from a debootstrap base
+test-deploy: bootstrap
+	@$(PYTHON) src/dse_platform/runtime/debian_packages.py docker compose debootstrap
+	$(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
 
 # no service, under a minute: the pure pieces (tests/unit mirrors src/dse_platform)
 test-unit: $(STAMP)

@@ -10,12 +10,12 @@ import sys
 
 import typer
 
-from dse_platform.cli import data, model, services, stream
+from dse_platform.cli import data, deploy, model, services, stream
 from dse_platform.cli.console import err_console
 from dse_platform.errors import PlatformError
 
 app = typer.Typer(help="DSE real-time MLOps platform.", no_args_is_help=True, add_completion=False)
-for sub in (services, data, model, stream):
+for sub in (services, data, model, stream, deploy):
     app.add_typer(sub.app)
 
 

@@ -34,6 +34,10 @@ NEEDS: dict[str, Need] = {
     "maven": Need("maven", lambda: bool(shutil.which("mvn") or os.environ.get("DSE_MAVEN"))),
     "postgresql": Need("postgresql", lambda: bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))),
     "chromium": Need("chromium", lambda: os.access("/usr/bin/chromium", os.X_OK)),
+    # the compose deployment (make test-deploy): Docker Engine, Compose 1.29, and the base image's builder
+    "docker": Need("docker.io", lambda: os.access("/usr/sbin/dockerd", os.X_OK)),
+    "compose": Need("docker-compose", lambda: bool(shutil.which("docker-compose"))),
+    "debootstrap": Need("debootstrap", lambda: os.access("/usr/sbin/debootstrap", os.X_OK)),
 }
 
 
