@@ -13,8 +13,19 @@
 #   MLFLOW_SERVER_ALLOWED_HOSTS   Host headers the server answers (DNS-rebinding protection);
 #                                 must include the compose service name or clients calling
 #                                 http://mlflow:5000 get HTTP 403
-#   MLFLOW_APP_NAME               empty, or "basic-auth" to turn on MLflow's basic auth
-#                                 (then MLFLOW_AUTH_CONFIG_PATH names the ini: see basic_auth.ini.example)
+#   MLFLOW_APP_NAME               empty, or "basic-auth" to turn on MLflow's basic auth (logins); then:
+#     MLFLOW_AUTH_CONFIG_PATH     the auth ini (see basic_auth.ini.example); when unset, this script
+#                                 writes one from the variables below
+#     MLFLOW_AUTH_DATABASE_URI    users + permissions store (default sqlite:////opt/dse/var/mlflow/basic_auth.db)
+#     MLFLOW_AUTH_DEFAULT_PERMISSION  READ (default), EDIT, MANAGE or NO_PERMISSIONS
+#     MLFLOW_AUTH_ADMIN_USERNAME  admin created on first start (default admin; mlflow reads it itself)
+#     MLFLOW_AUTH_CACHE_TTL_SECONDS  seconds a worker trusts a checked login (default 300; 0: hash every
+#                                 request, slow; a password changed via one worker's API stays valid on others that long)
+#     MLFLOW_AUTH_ADMIN_PASSWORD  its password, only used when it is first created (required then, 12+
+#                                 characters; mlflow reads it itself); or MLFLOW_AUTH_ADMIN_PASSWORD_FILE
+#     MLFLOW_FLASK_SERVER_SECRET_KEY  key signing the auth pages' forms, the same for every worker
+#                                 (required); or MLFLOW_FLASK_SERVER_SECRET_KEY_FILE
+#                                 The *_FILE forms read the value from a file (compose/docker secrets).
 #   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  default false, as `dse up` runs it: the job runner and its
 #                                 consumer processes (~275 MB each) serve nothing the platform uses
 #
@@ -53,11 +64,41 @@ args=(
   --port "$MLFLOW_PORT"
   --workers "$MLFLOW_WORKERS"
 )
-if [ -n "$MLFLOW_APP_NAME" ]; then
-  if [ "$MLFLOW_APP_NAME" = "basic-auth" ] && [ -z "${MLFLOW_AUTH_CONFIG_PATH:-}" ]; then
-    echo "start-server.sh: MLFLOW_APP_NAME=basic-auth needs MLFLOW_AUTH_CONFIG_PATH (see mlflow/basic_auth.ini.example)" >&2
+# VAR_FILE -> VAR: a secret handed over as a file (compose/docker secrets) instead of in the environment
+for name in MLFLOW_AUTH_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY; do
+  file_var="${name}_FILE"
+  if [ -n "${!file_var:-}" ]; then
+    [ -r "${!file_var}" ] || { echo "start-server.sh: $file_var=${!file_var} is not a readable file" >&2; exit 2; }
+    export "$name=$(cat "${!file_var}")"
+  fi
+done
+if [ "$MLFLOW_APP_NAME" = "basic-auth" ]; then
+  if [ -z "${MLFLOW_FLASK_SERVER_SECRET_KEY:-}" ]; then
+    echo "start-server.sh: MLFLOW_APP_NAME=basic-auth needs MLFLOW_FLASK_SERVER_SECRET_KEY (or _FILE): a random" \
+         "string, the same for every worker (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" >&2
     exit 2
   fi
+  if [ -z "${MLFLOW_AUTH_CONFIG_PATH:-}" ]; then
+    : "${MLFLOW_AUTH_DATABASE_URI:=sqlite:////opt/dse/var/mlflow/basic_auth.db}"
+    : "${MLFLOW_AUTH_DEFAULT_PERMISSION:=READ}"
+    case "$MLFLOW_AUTH_DATABASE_URI" in
+      sqlite:///*) mkdir -p "$(dirname "${MLFLOW_AUTH_DATABASE_URI#sqlite:///}")" ;;
+    esac
+    # no password of a user in it (MLflow reads the admin's from the environment), but the
+    # database URI may hold one: mktemp makes the file readable by this user only
+    MLFLOW_AUTH_CONFIG_PATH="$(mktemp -t mlflow-basic-auth.XXXXXX)"
+    cat > "$MLFLOW_AUTH_CONFIG_PATH" <<EOF
+[mlflow]
+default_permission = ${MLFLOW_AUTH_DEFAULT_PERMISSION}
+database_uri = ${MLFLOW_AUTH_DATABASE_URI}
+admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = ${MLFLOW_AUTH_CACHE_TTL_SECONDS:-300}
+EOF
+    export MLFLOW_AUTH_CONFIG_PATH
+  fi
+fi
+if [ -n "$MLFLOW_APP_NAME" ]; then
   args+=(--app-name "$MLFLOW_APP_NAME")
 fi
 

@@ -104,6 +104,16 @@ def test_airflow_refuses_requests_without_credentials(stack):
     assert bad.status_code == 401
 
 
+def test_mlflow_refuses_requests_without_credentials_and_serves_the_platform_login(stack):
+    _, env = stack
+    url = f"http://127.0.0.1:{env['MLFLOW_HOST_PORT']}/api/2.0/mlflow/registered-models/search"
+    assert httpx.get(url, timeout=30).status_code == 401
+    assert httpx.get(url, auth=("admin", "password1234"), timeout=30).status_code == 401
+    models = httpx.get(url, auth=("admin", env["MLFLOW_ADMIN_PASSWORD"]), timeout=30).raise_for_status().json()
+    assert [m["name"] for m in models["registered_models"]] == ["dse-direction"], "first-model logged in and registered"
+    assert httpx.get(f"http://127.0.0.1:{env['MLFLOW_HOST_PORT']}/health", timeout=30).status_code == 200
+
+
 def test_streaming_dag_through_the_rest_api_stores_predictions(stack):
     st, env = stack
     # the `stream` service holds the checkpoint the DAG's job uses: a user stops it first (the compose file says so)
