@@ -13,10 +13,17 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL
+
+from dse_platform import credentials
+from dse_platform.errors import PlatformError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+#: local broker n listens on DSE_KAFKA_PORT + step*(n-1) (controller likewise): far enough apart that the
+#: defaults 9092/9093 never collide
+KAFKA_PORT_STEP = 10
 
 
 class Settings(BaseSettings):
@@ -31,13 +38,19 @@ class Settings(BaseSettings):
     home: Path = Field(PROJECT_DIR / "var", description="Folder for all generated state.")
     host: str = Field("127.0.0.1", description="Address every local service listens on.")
 
-    kafka_port: int = Field(9092, description="Kafka broker listener port.")
-    kafka_controller_port: int = Field(9093, description="Kafka KRaft controller port.")
+    kafka_port: int = Field(9092, description="Kafka broker listener port (the first local broker's).")
+    kafka_controller_port: int = Field(9093, description="Kafka KRaft controller port (the first local broker's).")
+    kafka_brokers: int = Field(1, ge=1, le=9, description=(
+        f"Local KRaft brokers `dse up` starts, one controller quorum; broker n's ports are the two above "
+        f"+ {KAFKA_PORT_STEP}*(n-1)."))
     kafka_bootstrap: str | None = Field(
         None, description="Existing brokers to use instead of the local one (host:port,...)."
     )
     topic_partitions: int = Field(3, ge=1, description="Partitions of topics the platform creates.")
-    topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")
+    topic_replication: int | None = Field(
+        None, ge=1, description="Replication factor of created topics (default: DSE_KAFKA_BROKERS, at most 3).")
+    topic_min_insync: int | None = Field(
+        None, ge=1, description="min.insync.replicas of created topics (default: a majority of the replicas).")
     bars_topic: str = Field("dse.bars.v1", description="Topic of end-of-day / intraday bars.")
     ticks_topic: str = Field("dse.ticks.v1", description="Topic of live price snapshots.")
     predictions_topic: str = Field("dse.predictions.v1", description="Topic of scored bars.")
@@ -50,6 +63,11 @@ class Settings(BaseSettings):
     mlflow_backend_uri: str | None = Field(
         None, description="MLflow metadata store; default SQLite under var/mlflow (PostgreSQL URL allowed)."
     )
+    mlflow_auth: bool = Field(True, description="Run the local MLflow server with logins (MLflow's basic-auth app).")
+    mlflow_username: str | None = Field(
+        None, description="User the platform's MLflow clients log in as (default: the local server's generated admin).")
+    mlflow_password: SecretStr | None = Field(
+        None, description="Password of DSE_MLFLOW_USERNAME (default: var/secrets/mlflow.json of the local server).")
     mlflow_http_retries: int = Field(2, ge=0, description="Retries of one MLflow request before it counts as down.")
     mlflow_http_timeout_s: int = Field(30, ge=1, description="Timeout of one MLflow request (seconds).")
     model_name: str = Field("dse-direction", description="Registered model name.")
@@ -130,7 +148,16 @@ class Settings(BaseSettings):
 
     java_home: Path | None = Field(None, description="JDK to use (17+); default: java on PATH.")
     maven: str = Field("mvn", description="Maven executable used to resolve the jars.")
-    spark_master: str = Field("local[*]", description="Spark master for the streaming job.")
+    spark_master_override: str | None = Field(
+        None, alias="DSE_SPARK_MASTER",
+        description="Spark master for the streaming job (default: the local standalone master when "
+                    "DSE_SPARK_WORKERS > 0, else local[*]).")
+    spark_workers: int = Field(
+        0, ge=0, description="Spark standalone workers `dse up` starts beside a local master (0: none, local mode).")
+    spark_master_port: int = Field(7077, description="Port of the local Spark master (worker n: this + n).")
+    spark_master_ui_port: int = Field(8090, description="Web UI port of the local Spark master (worker n: this + n).")
+    spark_worker_cores: int = Field(1, ge=1, description="Cores each local Spark worker offers its executors.")
+    spark_worker_memory: str = Field("1g", description="Memory each local Spark worker offers its executors.")
     spark_ui_port: int = Field(4040, description="Port of the streaming job's Spark UI.")
     stream_trigger: Literal["processing-time", "available-now"] = Field(
         "processing-time", description="Long-running service, or a bounded run of what the topics hold.")
@@ -172,12 +199,43 @@ class Settings(BaseSettings):
         return self.home / "logs"
 
     @property
+    def kafka_ports(self) -> list[int]:
+        """Listener port of each local broker, node 1 first."""
+        return [self.kafka_port + KAFKA_PORT_STEP * n for n in range(self.kafka_brokers)]
+
+    @property
+    def kafka_controller_ports(self) -> list[int]:
+        """Controller port of each local broker, node 1 first."""
+        return [self.kafka_controller_port + KAFKA_PORT_STEP * n for n in range(self.kafka_brokers)]
+
+    @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+        """Every broker, so a client still finds the cluster while any one of them is down."""
+        return self.kafka_bootstrap or ",".join(f"{self.host}:{port}" for port in self.kafka_ports)
+
+    @property
+    def replication_factor(self) -> int:
+        return self.topic_replication or min(3, self.kafka_brokers)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """A majority of the replicas: acks=all then survives losing a minority without losing an acknowledged write."""
+        return self.topic_min_insync or self.replication_factor // 2 + 1
 
     @property
     def local_kafka(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def local_spark_cluster(self) -> bool:
+        """`dse up` runs a standalone master and workers, and the job uses them unless DSE_SPARK_MASTER says else."""
+        return self.spark_workers > 0 and self.spark_master_override is None
+
+    @property
+    def spark_master(self) -> str:
+        if self.spark_master_override:
+            return self.spark_master_override
+        return f"spark://{self.host}:{self.spark_master_port}" if self.spark_workers else "local[*]"
 
     @property
     def tracking_uri(self) -> str:
@@ -186,6 +244,26 @@ class Settings(BaseSettings):
     @property
     def local_mlflow(self) -> bool:
         return self.mlflow_tracking_uri is None
+
+    @property
+    def mlflow_credentials(self) -> tuple[str, str] | None:
+        """(user, password) the platform's MLflow clients send: the settings, else the local server's generated admin.
+
+        None when neither is there (an external server without DSE_MLFLOW_* lets MLflow's own
+        MLFLOW_TRACKING_USERNAME/PASSWORD variables apply, or no login at all).
+        """
+        if (self.mlflow_username is None) != (self.mlflow_password is None):
+            given, other = (("DSE_MLFLOW_USERNAME", "DSE_MLFLOW_PASSWORD") if self.mlflow_username is not None
+                            else ("DSE_MLFLOW_PASSWORD", "DSE_MLFLOW_USERNAME"))
+            raise PlatformError(f"{given} is set but {other} is not: MLflow needs both to log in",
+                                f"set {other} too, or unset both to use the local server's generated login")
+        if self.mlflow_username is not None and self.mlflow_password is not None:
+            return self.mlflow_username, self.mlflow_password.get_secret_value()
+        if self.local_mlflow and self.mlflow_auth:
+            stored = credentials.read(credentials.mlflow_file(self.home))
+            if stored and stored.get("password"):
+                return credentials.MLFLOW_ADMIN, stored["password"]
+        return None
 
     @property
     def mlflow_store_uri(self) -> str:
@@ -208,8 +286,15 @@ class Settings(BaseSettings):
         if self.db_url:
             return self.db_url
         if self.db_backend == "postgres":
-            return f"postgresql+psycopg2://dse@{self.host}:{self.postgres_port}/dse"
+            return self.local_postgres_url("app_password", credentials.POSTGRES_APP_ROLE, "dse")
         return f"sqlite:///{self.home / 'serving.db'}"
+
+    def local_postgres_url(self, key: str, user: str, database: str) -> str:
+        """URL of the local PostgreSQL server as ``user``, with its generated password (``key`` of
+        var/secrets/postgres.json) once `dse up` has made it."""
+        stored = credentials.read(credentials.postgres_file(self.home)) or {}
+        return URL.create("postgresql+psycopg2", username=user, password=stored.get(key) or None, host=self.host,
+                          port=self.postgres_port, database=database).render_as_string(hide_password=False)
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 
 import mlflow
 from dse_platform.config import PROJECT_DIR
+from dse_platform.model import registry
 from dse_platform.runtime import airflow_env, health
 from dse_platform.runtime.services import services
 from dse_platform.runtime.supervisor import port_in_use
@@ -47,7 +48,7 @@ def _kafka_round_trip(settings) -> None:
 
 
 def _mlflow_round_trip(settings) -> None:
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    registry.configure(settings)  # the tracking URI and the generated login, as every platform client
     mlflow.set_experiment(f"roundtrip-{uuid.uuid4().hex[:6]}")
     with mlflow.start_run() as run:
         mlflow.log_param("alpha", 0.5)

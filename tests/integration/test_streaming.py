@@ -37,6 +37,7 @@ from dse_platform.streams import kafka_io, replay
 from tests.support.browser import TIMEOUT_MS
 from tests.support.dashboard import PAGES, dashboard, drawn, reader_url, shot
 from tests.support.platform import DSE, free_port, fresh_database, settings_for, wait_for
+from tests.support.streaming import bounded_run, count, job_env, tables
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -126,40 +127,6 @@ def topic(platform, shipped_store, symbols) -> dict:
     replay.replay(cfg, half + dt.timedelta(days=1), END, symbols, progress=False, echo=lambda _: None)
     return {"cfg": cfg, "bad": [*bad, *corrections],
             "resent": [(f.get().partition, f.get().offset) for f in resent]}
-
-
-def job_env(platform_env: dict, served: Settings, topic: dict, **extra: str) -> dict[str, str]:
-    cfg = topic["cfg"]
-    home = Path(platform_env["DSE_HOME"])
-    env = {**platform_env, "DSE_STORE_DIR": str(cfg.store_dir), "DSE_BARS_TOPIC": cfg.bars_topic,
-           "DSE_TICKS_TOPIC": cfg.ticks_topic, "DSE_PREDICTIONS_TOPIC": f"pred-{cfg.bars_topic}",
-           "DSE_DEADLETTER_TOPIC": f"dead-{cfg.bars_topic}", "DSE_MODEL_NAME": served.model_name,
-           "DSE_SPARK_UI_PORT": str(free_port()), "DSE_STREAM_MODEL_POLL_S": "2",
-           "DSE_STREAM_CHECKPOINT": str(home / "checkpoints" / uuid.uuid4().hex[:8])}
-    env.update(extra)
-    return env
-
-
-def bounded_run(env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([DSE, "stream", "--trigger", "available-now"], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    problems = [line for line in proc.stderr.splitlines() if re.search(r"error|exception|traceback", line, re.I)]
-    assert proc.returncode == 0, "\n".join(problems[:40]) or proc.stderr[-4000:]
-    assert "terminated with error" not in proc.stderr
-    return proc
-
-
-def tables(url: str) -> dict[str, pd.DataFrame]:
-    engine = database.engine(Settings(_env_file=None, db_url=url))
-    out = {}
-    for name, cols in {"predictions": ["symbol", "date", "probability", "label", "model_version"],
-                       "prediction_outcomes": ["symbol", "date", "next_date", "actual", "correct", "model_version"],
-                       "bars": ["symbol", "date", "close", "volume"],
-                       "dead_letters": ["topic", "partition", "offset", "reason", "raw_size"]}.items():
-        frame = database.read_frame(engine, name)[cols]
-        out[name] = frame.sort_values(cols[:3]).reset_index(drop=True)
-    out["features"] = database.read_frame(engine, "features")
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -266,14 +233,6 @@ def test_the_dashboard_draws_every_page_from_the_run(platform, reference, topic,
         shot(ui_page, f"stream-dead-letters-{reason}")
 
 
-def _count(url: str, table: str) -> int:
-    engine = database.engine(Settings(_env_file=None, db_url=url))
-    with engine.connect() as conn:
-        from sqlalchemy import text
-
-        return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
-
-
 def test_kill_9_three_times_then_resume_gives_identical_tables(platform, platform_env, served, topic, reference):
     url = fresh_database(platform)
     env = job_env(platform_env, served, topic, DSE_DB_URL=url, DSE_STREAM_MAX_OFFSETS="1500")
@@ -282,12 +241,12 @@ def test_kill_9_three_times_then_resume_gives_identical_tables(platform, platfor
         proc = subprocess.Popen([DSE, "stream"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
-            wait_for(lambda f=fraction: _count(url, "predictions") >= f * total, 600,
+            wait_for(lambda f=fraction: count(url, "predictions") >= f * total, 600,
                      f"{fraction:.0%} of the predictions")
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert _count(url, "predictions") < total
+    assert count(url, "predictions") < total
     bounded_run(env)
     got = tables(url)
     for name in ("predictions", "prediction_outcomes", "bars", "dead_letters"):
@@ -318,11 +277,11 @@ def test_postgres_then_kafka_restarted_under_the_supervised_job_lose_and_duplica
     server = supervisor.rpc(platform).supervisor
     supervisor.start_program(job, "stream", overrides)
     try:
-        wait_for(lambda: _count(url, "predictions") >= 0.3 * total, 600, "30% of the predictions")
+        wait_for(lambda: count(url, "predictions") >= 0.3 * total, 600, "30% of the predictions")
         _restart(platform, "postgres", health.database_health)
-        wait_for(lambda: _count(url, "predictions") >= 0.6 * total, 600, "60% of the predictions")
+        wait_for(lambda: count(url, "predictions") >= 0.6 * total, 600, "60% of the predictions")
         _restart(platform, "kafka", health.kafka_health)
-        wait_for(lambda: _count(url, "predictions") >= total, 900, "every prediction after both restarts")
+        wait_for(lambda: count(url, "predictions") >= total, 900, "every prediction after both restarts")
         assert server.getProcessInfo("stream")["statename"] == "RUNNING", supervisor.log_tail(job, "stream", 40)
     finally:
         if server.getProcessInfo("stream")["statename"] in supervisor.RUNNING_STATES:
@@ -383,7 +342,7 @@ def test_hot_reload_switches_versions_without_a_restart(platform, platform_env, 
     try:
         replay.replay(cfg, dt.date(2024, 1, 1), dt.date(2024, 4, 30), symbols[:20], progress=False,
                       echo=lambda _: None)
-        wait_for(lambda: _count(url, "predictions") > 0 and database.read_frame(
+        wait_for(lambda: count(url, "predictions") > 0 and database.read_frame(
             engine, "predictions")["date"].max() >= dt.date(2024, 4, 25), 400, "predictions of part one")
         gate.promote(served, after, force=True)
         wait_for(lambda: ((e := database.read_frame(engine, "model_events"))["event"].eq("reloaded")

@@ -53,7 +53,9 @@ def dashboard(tmp: Path, db_url: str, **extra: str) -> Iterator[str]:
 def reader_url(platform: Settings, owner_url: str) -> str:
     """The read-only role's URL of a test database, its rights granted as `dse up` grants them on ``dse``."""
     pgserver.grant_read_only(owner_url, platform.dashboard_db_user)
-    return make_url(owner_url).set(username=platform.dashboard_db_user).render_as_string(hide_password=False)
+    password = make_url(platform.local_postgres_url("reader_password", platform.dashboard_db_user, "dse")).password
+    return make_url(owner_url).set(username=platform.dashboard_db_user, password=password).render_as_string(
+        hide_password=False)
 
 
 def drawn(page: Page, heading: str) -> None:

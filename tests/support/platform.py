@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import psycopg2
 
+from dse_platform import credentials
 from dse_platform.config import PROJECT_DIR, Settings
 from dse_platform.data import store
 from dse_platform.serving import database
@@ -28,6 +30,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_port_run(count: int, step: int) -> int:
+    """A port p with p, p + step, ... p + (count-1)*step all free: the local brokers and Spark workers' layout."""
+    for _ in range(50):
+        base = free_port()
+        try:
+            with contextlib.ExitStack() as held:
+                for n in range(1, count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", base + n * step))
+            return base
+        except OSError:
+            continue
+    raise AssertionError(f"no run of {count} free ports {step} apart found")
 
 
 def platform_env_for(home: Path, **extra: str) -> dict[str, str]:
@@ -95,12 +111,14 @@ def wait_for(condition: Callable[[], object], timeout_s: float, what: str, every
 def fresh_database(platform: Settings) -> str:
     """A new empty database on the session's PostgreSQL server; its SQLAlchemy URL."""
     name = f"t_{uuid.uuid4().hex[:10]}"
-    conn = psycopg2.connect(host=platform.host, port=platform.postgres_port, user="dse", dbname="dse")
+    # the application role may not create databases: the superuser makes one it owns
+    conn = psycopg2.connect(platform.local_postgres_url("superuser_password", credentials.POSTGRES_SUPERUSER,
+                                                        "postgres").replace("+psycopg2", ""))
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
+        cur.execute(f"CREATE DATABASE {name} OWNER {credentials.POSTGRES_APP_ROLE}")
     conn.close()
-    url = f"postgresql+psycopg2://dse@{platform.host}:{platform.postgres_port}/{name}"
+    url = platform.local_postgres_url("app_password", credentials.POSTGRES_APP_ROLE, name)
     database.migrate(database.engine(Settings(_env_file=None, db_url=url)))
     return url
 

@@ -10,6 +10,7 @@ import time
 import typer
 from rich.table import Table
 
+from dse_platform import credentials
 from dse_platform.cli.console import console, echo
 from dse_platform.config import get_settings
 from dse_platform.errors import PlatformError
@@ -43,10 +44,19 @@ def jars_cmd() -> None:
 def up(
     airflow: bool = typer.Option(True, help="Also start Airflow (standalone)."),
     timeout: float | None = typer.Option(None, help="Seconds to wait for health (default DSE_HEALTH_TIMEOUT_S)."),
+    kafka_brokers: int | None = typer.Option(
+        None, min=1, max=9, help="Local Kafka brokers, one KRaft quorum (default DSE_KAFKA_BROKERS)."),
+    spark_workers: int | None = typer.Option(
+        None, min=0, help="Workers of a local Spark standalone cluster for the stream (default DSE_SPARK_WORKERS)."),
 ) -> None:
     """Start the local services and wait until each one is really healthy."""
+    scale = {name: value for name, value in (("kafka_brokers", kafka_brokers), ("spark_workers", spark_workers))
+             if value is not None}
+    # supervisord and every program it launches (the brokers, Airflow's tasks, the stream) read their settings
+    # from the environment: the flags go there, so they agree with this process
+    os.environ.update({f"DSE_{name.upper()}": str(value) for name, value in scale.items()})
     settings = get_settings().model_copy(update={
-        "airflow_enabled": get_settings().airflow_enabled and airflow,
+        "airflow_enabled": get_settings().airflow_enabled and airflow, **scale,
         **({"health_timeout_s": timeout} if timeout is not None else {})})
     supervisor.up(settings, echo)
     _print_status(settings)
@@ -74,6 +84,9 @@ def _print_status(settings) -> bool:
     console.print(table)
     if settings.airflow_enabled and airflow_env.admin_password(settings):
         echo(f"Airflow login: admin, its generated password in {airflow_env.password_file(settings)}")
+    if settings.local_mlflow and settings.mlflow_auth and credentials.mlflow_file(settings.home).exists():
+        echo(f"MLflow login: {credentials.MLFLOW_ADMIN}, its generated password in "
+             f"{credentials.mlflow_file(settings.home)}")
     return all(r["health"] != "unhealthy" for r in rows)
 
 
@@ -86,7 +99,7 @@ def status() -> None:
 
 @app.command()
 def logs(
-    service: str = typer.Argument(..., help="kafka, mlflow, airflow, postgres, dashboard, stream or supervisord"),
+    service: str = typer.Argument(..., help="a service `dse status` lists (kafka, mlflow, ...) or supervisord"),
     lines: int = typer.Option(50, "-n", help="How many last lines to show."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
 ) -> None:

@@ -2,7 +2,7 @@
 
 The dashboard never holds write rights. On the local PostgreSQL it connects as the
 read-only role `dse up` creates (``DSE_DASHBOARD_DB_USER``, granted SELECT only, see
-``runtime/pgserver.py``); on a database of your own (``DSE_DB_URL``) through
+``runtime/pgserver.py``) with its generated password; on a database of your own (``DSE_DB_URL``) through
 ``DSE_DASHBOARD_DB_URL``, which should name such a role. Every PostgreSQL session is
 also opened read-only with a statement timeout, so even a URL with more rights cannot
 write through the dashboard and a slow query cannot hang a page. The embedded SQLite
@@ -30,10 +30,9 @@ def reader_url(settings: Settings) -> URL:
     """The URL the dashboard reads through: the serving database, as the read-only role where there is one."""
     if settings.dashboard_db_url:
         return make_url(settings.dashboard_db_url)
-    url = make_url(settings.serving_db_url)
     if settings.local_postgres:
-        return url.set(username=settings.dashboard_db_user, password=None)
-    return url
+        return make_url(settings.local_postgres_url("reader_password", settings.dashboard_db_user, "dse"))
+    return make_url(settings.serving_db_url)
 
 
 def sqlite_path(url: URL) -> Path | None:

@@ -2,7 +2,8 @@
 
 A variable that .env.example sets to nothing (``NAME=``) is a secret docker-compose refuses to start
 without; each gets a fresh random value here, in the form its consumer needs (Airflow's Fernet key is
-url-safe base64 of 32 bytes; passwords are hex, so they go into database URLs unescaped). Everything
+url-safe base64 of 32 bytes; the rest come from the local platform's generator, URL-safe, so they
+go into database URLs unescaped). Everything
 else is copied as it is, so the file keeps .env.example's comments and defaults.
 """
 
@@ -11,10 +12,10 @@ from __future__ import annotations
 import base64
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from dse_platform import credentials
 from dse_platform.errors import PlatformError
 
 #: ``NAME=value`` or ``# NAME=value``: a setting, set or shown with its default
@@ -22,10 +23,10 @@ _SETTING = re.compile(r"^(?P<comment>#\s*)?(?P<name>[A-Za-z_]\w*)=(?P<value>.*)$
 
 
 def secret_value(name: str) -> str:
-    """A fresh value for the secret ``name``: a Fernet key for Airflow's, 48 hex digits otherwise."""
+    """A fresh value for the secret ``name``: a Fernet key for Airflow's, the platform's generated secret otherwise."""
     if name.endswith("FERNET_KEY"):
         return base64.urlsafe_b64encode(os.urandom(32)).decode()
-    return secrets.token_hex(24)
+    return credentials.generate()
 
 
 def render(example: str, overrides: Mapping[str, str] | None = None) -> str:

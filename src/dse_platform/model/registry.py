@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 import mlflow
+from dse_platform import credentials
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
 from dse_platform.model import evaluation, features, recipes
@@ -49,25 +50,49 @@ class ModelRef:
     found_by: str
 
 
-def connect(settings: Settings) -> MlflowClient:
-    """A client for the configured tracking server, failing fast with a clear error when it is down."""
+def configure(settings: Settings) -> None:
+    """Point this process's MLflow client library at the configured server, with its login.
+
+    The one place the platform sets MLflow's tracking URI and credentials: MLflow reads the
+    login (MLFLOW_TRACKING_USERNAME/PASSWORD) and its retry policy from the environment only,
+    so the values from the settings go there. Without credentials in the settings, variables
+    already set (e.g. by a container's environment) stay as they are.
+    """
     # MLflow retries an unreachable server for minutes by default; a registry outage should show at once.
-    # MLflow reads these from the environment only; the values come from the settings
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.mlflow_http_retries)
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.mlflow_http_timeout_s)
+    if login := settings.mlflow_credentials:
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = login
+    mlflow.set_tracking_uri(settings.tracking_uri)
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """A client for the configured tracking server, failing fast with a clear error when it is down."""
+    configure(settings)
     uri = settings.tracking_uri
     if uri.startswith("http"):
         try:
             httpx.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
+            # /health answers anyone: one protected request tells a refused login apart from an outage
+            login = settings.mlflow_credentials
+            if login is None and os.environ.get("MLFLOW_TRACKING_USERNAME"):
+                login = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+            probe = httpx.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name",
+                              params={"experiment_name": "Default"}, auth=login, timeout=5)
         except httpx.HTTPError as exc:
             raise PlatformError(f"the MLflow registry at {uri} is unreachable ({exc})",
                                 "start it with `dse up` or point DSE_MLFLOW_TRACKING_URI at a running server") from exc
-    mlflow.set_tracking_uri(uri)
+        if probe.status_code == 401:
+            who = f"as '{login[0]}'" if login else "without credentials"
+            raise PlatformError(
+                f"the MLflow server at {uri} refused the login {who} (HTTP 401)",
+                "set DSE_MLFLOW_USERNAME and DSE_MLFLOW_PASSWORD to a user of that server; for the local one "
+                f"they default to the admin in {credentials.mlflow_file(settings.home)}, made by `dse up`")
     return MlflowClient(uri)
 
 
 def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
-    client = MlflowClient(settings.tracking_uri)
+    client = connect(settings)
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
 
@@ -117,6 +142,7 @@ def check_feature_version(ref: ModelRef) -> None:
 def download(settings: Settings, ref: ModelRef, dst: Path) -> Path:
     """The version's MLflow model folder, copied under ``dst``: loading and the local cache both read it."""
     check_feature_version(ref)
+    configure(settings)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{ref.name}/{ref.version}",
                                                     dst_path=str(dst), tracking_uri=settings.tracking_uri))
 

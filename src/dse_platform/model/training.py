@@ -141,6 +141,15 @@ def train(settings: Settings, start: dt.date | None = None, cutoff: dt.date | No
             "baselines": ",".join(evaluation.BASELINES), "data_start": str(first_day), "data_end": str(last_day),
             "train_end": str(train_end), "rows": len(data.frame), "instruments": data.frame["symbol"].nunique(),
             "symbols": "all" if symbols is None else len(symbols)})
+        # The model first: MLflow 3's log_model re-reads the history of every metric the run already has
+        # (one request each, hundreds here), and the server checks the login's password hash on each one.
+        example = data.X.head(5)
+        info = mlflow.sklearn.log_model(
+            final, name="model", serialization_format="skops", pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=list(chosen.kind.trusted_types) or None,
+            signature=infer_signature(example, final.predict_proba(example)), input_example=example,
+            registered_model_name=settings.model_name if register else None, pip_requirements=_requirements(),
+            metadata={"feature_version": data.feature_version, "recipe": chosen.name})
         for fold, values in zip(fold_list, judged.per_fold, strict=True):
             mlflow.log_metrics({f"fold_{k}": v for k, v in values.items()}, step=fold.number)
         mlflow.log_metrics(judged.metrics)
@@ -169,13 +178,6 @@ def train(settings: Settings, start: dt.date | None = None, cutoff: dt.date | No
                                          folder / "coefficients.png")
             reports.backtest_report(backtested, folder / "backtest.png", folder / "backtest.html")
             mlflow.log_artifacts(tmp, "reports")
-        example = data.X.head(5)
-        info = mlflow.sklearn.log_model(
-            final, name="model", serialization_format="skops", pyfunc_predict_fn="predict_proba",
-            skops_trusted_types=list(chosen.kind.trusted_types) or None,
-            signature=infer_signature(example, final.predict_proba(example)), input_example=example,
-            registered_model_name=settings.model_name if register else None, pip_requirements=_requirements(),
-            metadata={"feature_version": data.feature_version, "recipe": chosen.name})
         timings["mlflow_s"] = time.perf_counter() - t0
         mlflow.log_metrics({f"time_{k}": v for k, v in timings.items()})
     version = str(info.registered_model_version) if register and info.registered_model_version else None

@@ -50,10 +50,18 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             {"conn_type": "spark", "host": settings.spark_master}),
         "AIRFLOW_CONN_DSE_SERVING_DB": json.dumps(
             {"conn_type": "generic", "extra": {"url": settings.serving_db_url}}),
-        "AIRFLOW_CONN_DSE_MLFLOW": json.dumps({"conn_type": "http", "host": settings.tracking_uri}),
+        "AIRFLOW_CONN_DSE_MLFLOW": json.dumps(mlflow_connection(settings)),
         "PATH": path_with_venv(),
         "PYSPARK_PYTHON": sys.executable,
     }
+
+
+def mlflow_connection(settings: Settings) -> dict[str, str]:
+    """The ``dse_mlflow`` connection: the tracking server, with the platform's login when it has one."""
+    conn = {"conn_type": "http", "host": settings.tracking_uri}
+    if login := settings.mlflow_credentials:
+        conn |= {"login": login[0], "password": login[1]}
+    return conn
 
 
 def password_file(settings: Settings) -> Path:

@@ -1,8 +1,10 @@
-"""The local single-node Kafka broker (KRaft: broker and controller in one JVM).
+"""The local Kafka brokers (KRaft: each node a broker and a controller in one JVM).
 
-Writes ``server.properties`` and a log4j2 config under ``var/kafka``, formats
-the storage once with a fresh cluster id, and builds the java command that the
-process manager runs.
+One node by default; ``DSE_KAFKA_BROKERS=N`` runs N nodes forming one controller
+quorum, each with its own ports (:attr:`Settings.kafka_ports`), node id and log
+dir. Writes each node's ``server.properties`` and a shared log4j2 config under
+``var/kafka``, formats each node's storage once (all with one cluster id), and
+builds the java command that the process manager runs per node.
 """
 
 from __future__ import annotations
@@ -38,29 +40,58 @@ def kafka_dir(settings: Settings) -> Path:
     return settings.home / "kafka"
 
 
-def data_dir(settings: Settings) -> Path:
-    return kafka_dir(settings) / "data"
+def nodes(settings: Settings) -> list[int]:
+    """The local brokers' node ids, 1..N."""
+    return list(range(1, settings.kafka_brokers + 1))
 
 
-def server_properties(settings: Settings) -> str:
-    """The broker's configuration: one KRaft node listening on loopback only."""
+def node_dir(settings: Settings, node: int) -> Path:
+    """A node's folder: ``var/kafka`` for the single broker (the layout compose mounts), else one per cluster size.
+
+    A cluster of another size gets fresh storage: nodes formatted for one voter set cannot join another.
+    """
+    if settings.kafka_brokers == 1:
+        return kafka_dir(settings)
+    return kafka_dir(settings) / f"cluster-{settings.kafka_brokers}" / f"node-{node}"
+
+
+def data_dir(settings: Settings, node: int = 1) -> Path:
+    return node_dir(settings, node) / "data"
+
+
+def address(settings: Settings, node: int) -> str:
+    """host:port of a node's client listener."""
+    return f"{settings.host}:{settings.kafka_ports[node - 1]}"
+
+
+def quorum_voters(settings: Settings) -> str:
+    """``controller.quorum.voters``: every node, id@host:controller-port."""
+    return ",".join(f"{node}@{settings.host}:{port}"
+                    for node, port in zip(nodes(settings), settings.kafka_controller_ports, strict=True))
+
+
+def server_properties(settings: Settings, node: int = 1) -> str:
+    """One node's configuration: a KRaft broker and controller listening on DSE_HOST only."""
     host = settings.host
+    port, controller_port = settings.kafka_ports[node - 1], settings.kafka_controller_ports[node - 1]
+    # Kafka's internal topics (consumer offsets, transactions) replicated like the platform's own
+    internal_rf = min(3, settings.kafka_brokers)
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{host}:{settings.kafka_controller_port}",
-        "listeners": f"PLAINTEXT://{host}:{settings.kafka_port},CONTROLLER://{host}:{settings.kafka_controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{settings.kafka_port}",
+        "node.id": str(node),
+        "controller.quorum.voters": quorum_voters(settings),
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(data_dir(settings)),
+        "log.dirs": str(data_dir(settings, node)),
         "num.partitions": str(settings.topic_partitions),
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "offsets.topic.replication.factor": str(internal_rf),
+        "transaction.state.log.replication.factor": str(internal_rf),
+        "transaction.state.log.min.isr": str(internal_rf // 2 + 1),
+        "share.coordinator.state.topic.replication.factor": str(internal_rf),
+        "share.coordinator.state.topic.min.isr": str(internal_rf // 2 + 1),
         "group.initial.rebalance.delay.ms": "0",
         # topics are created explicitly with the configured partitions and replication
         "auto.create.topics.enable": "false",
@@ -72,13 +103,25 @@ def server_properties(settings: Settings) -> str:
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-def write_config(settings: Settings) -> Path:
-    """Write server.properties and log4j2.properties; returns the properties path."""
-    kdir = kafka_dir(settings)
-    kdir.mkdir(parents=True, exist_ok=True)
-    (kdir / "log4j2.properties").write_text(LOG4J2)
-    path = kdir / "server.properties"
-    path.write_text(server_properties(settings))
+def check_ports(settings: Settings) -> None:
+    """Refuse a layout whose brokers would share a port (e.g. DSE_KAFKA_CONTROLLER_PORT = DSE_KAFKA_PORT + 10)."""
+    ports = [*settings.kafka_ports, *settings.kafka_controller_ports]
+    if len(set(ports)) != len(ports):
+        raise PlatformError(
+            f"{settings.kafka_brokers} brokers on DSE_KAFKA_PORT={settings.kafka_port} and "
+            f"DSE_KAFKA_CONTROLLER_PORT={settings.kafka_controller_port} would share ports ({sorted(ports)}): "
+            "broker n uses both + 10*(n-1)",
+            "choose ports whose difference is not a multiple of 10 (the defaults 9092/9093 are fine)")
+
+
+def write_config(settings: Settings, node: int = 1) -> Path:
+    """Write a node's server.properties and the shared log4j2.properties; returns the properties path."""
+    check_ports(settings)
+    kafka_dir(settings).mkdir(parents=True, exist_ok=True)
+    (kafka_dir(settings) / "log4j2.properties").write_text(LOG4J2)
+    path = node_dir(settings, node) / "server.properties"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(server_properties(settings, node))
     return path
 
 
@@ -93,23 +136,42 @@ def random_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def format_storage(settings: Settings) -> bool:
-    """Format the log dir on first start; False when it was formatted before."""
-    props = write_config(settings)
-    if (data_dir(settings) / "meta.properties").exists():
+def _meta_properties(settings: Settings, node: int) -> Path:
+    return data_dir(settings, node) / "meta.properties"
+
+
+def cluster_id(settings: Settings) -> str:
+    """The id the nodes formatted so far carry (every node of a cluster must share it), else a new one."""
+    for node in nodes(settings):
+        meta = _meta_properties(settings, node)
+        if meta.exists():
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.split("=", 1)[1].strip()
+    return random_cluster_id()
+
+
+def format_storage(settings: Settings, node: int = 1) -> bool:
+    """Format a node's log dir on its first start, with the cluster id of the nodes formatted before it.
+
+    False when it was formatted before.
+    """
+    props = write_config(settings, node)
+    if _meta_properties(settings, node).exists():
         return False
     cmd = [*java_base(settings), "kafka.tools.StorageTool", "format",
-           "-t", random_cluster_id(), "-c", str(props), "--ignore-formatted"]
+           "-t", cluster_id(settings), "-c", str(props), "--ignore-formatted"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
-        raise PlatformError(f"formatting Kafka storage in {data_dir(settings)} failed: {tail}",
-                            f"remove {data_dir(settings)} if it is a leftover, then `dse up` again")
+        where = data_dir(settings, node)
+        raise PlatformError(f"formatting Kafka storage in {where} failed: {tail}",
+                            f"remove {where} if it is a leftover, then `dse up` again")
     return True
 
 
-def command(settings: Settings) -> list[str]:
-    """The broker's java command line (heap kept small for a 2-core laptop-sized machine)."""
+def command(settings: Settings, node: int = 1) -> list[str]:
+    """A node's java command line (heap kept small for a 2-core laptop-sized machine)."""
     java, *rest = java_base(settings)
     return [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", *rest,
-            "kafka.Kafka", str(kafka_dir(settings) / "server.properties")]
+            "kafka.Kafka", str(node_dir(settings, node) / "server.properties")]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from dse_platform import credentials
 from dse_platform.config import Settings
 from dse_platform.contracts import tables
 from dse_platform.dashboard import server as dashboard
@@ -99,6 +100,15 @@ def progress(settings: Settings, engine) -> Progress:
     return Progress(kafka_io.records_in(settings, settings.bars_topic), *counts)
 
 
+def mlflow_login(settings: Settings) -> str:
+    """How to log in to MLflow; never the password itself (`dse up` showed a generated one once)."""
+    if settings.mlflow_username is not None:
+        return f"user {settings.mlflow_username} (DSE_MLFLOW_USERNAME / DSE_MLFLOW_PASSWORD)"
+    if settings.local_mlflow and settings.mlflow_auth:
+        return f"user {credentials.MLFLOW_ADMIN}, password in {credentials.mlflow_file(settings.home)}"
+    return "no login configured (DSE_MLFLOW_USERNAME / DSE_MLFLOW_PASSWORD if the server asks for one)"
+
+
 def closing_lines(settings: Settings) -> list[str]:
     """Where every UI is, how to log in, how to stop, and what to try next."""
     password = airflow_env.admin_password(settings) if settings.airflow_enabled else None
@@ -108,7 +118,7 @@ def closing_lines(settings: Settings) -> list[str]:
         "",
         "Where everything is:",
         f"  MLflow   {settings.tracking_uri}   registry: model {settings.model_name}, alias "
-        f"'{settings.model_alias}' (no login locally)",
+        f"'{settings.model_alias}'; {mlflow_login(settings)}",
     ]
     if settings.airflow_enabled:
         lines.append(f"  Airflow  {settings.airflow_url}   {login}")

@@ -14,6 +14,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from dse_platform.config import Settings
+from dse_platform.runtime import broker, spark_cluster
 from dse_platform.runtime.spark import APP_NAME
 
 Check = tuple[bool, str]
@@ -31,24 +32,32 @@ def _quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(before)
 
 
-def kafka_health(settings: Settings) -> Check:
-    """A metadata request to the broker: it answers with its cluster and broker list."""
+def kafka_health(settings: Settings, node: int | None = None) -> Check:
+    """A metadata request: the cluster answers with its broker list (and, for one ``node``, lists it).
+
+    A node's check bootstraps from that node's own listener and looks for its id among the
+    registered, unfenced brokers: a JVM that is up but has not rejoined the cluster is not healthy.
+    """
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    servers = settings.bootstrap_servers if node is None else broker.address(settings, node)
     with _quiet("kafka"):
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=4000,
-                                     client_id="dse-health")
+            admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=4000, client_id="dse-health")
         except (KafkaError, OSError, ValueError) as exc:
-            return False, f"no broker answers at {settings.bootstrap_servers}: {type(exc).__name__}"
+            return False, f"no broker answers at {servers}: {type(exc).__name__}"
         try:
             cluster = admin.describe_cluster()
-            return True, f"cluster {cluster.get('cluster_id')} with {len(cluster.get('brokers', []))} broker(s)"
         except (KafkaError, OSError) as exc:
             return False, f"metadata request failed: {exc}"
         finally:
             admin.close()
+    # fenced brokers (registered, but not caught up or not heartbeating) are listed too: they do not count
+    ids = sorted(b.get("broker_id") for b in cluster.get("brokers", []) if not b.get("is_fenced"))
+    if node is not None and node not in ids:
+        return False, f"broker {node} not (yet) active in cluster {cluster.get('cluster_id')} (active: {ids})"
+    return True, f"cluster {cluster.get('cluster_id')} with {len(ids)} active broker(s)"
 
 
 def http_health(url: str, expect: str | None = None) -> Check:
@@ -71,6 +80,38 @@ def mlflow_health(settings: Settings) -> Check:
 def stream_health(settings: Settings) -> Check:
     """The streaming job's Spark UI lists the job (its REST API answers while the driver lives)."""
     return http_health(f"http://{settings.host}:{settings.spark_ui_port}/api/v1/applications", expect=APP_NAME)
+
+
+def _spark_master_state(settings: Settings) -> tuple[dict | None, str]:
+    """The local master's state as its UI's JSON endpoint reports it, or None and why not."""
+    url = f"{spark_cluster.master_ui_url(settings)}/json/"
+    try:
+        resp = httpx.get(url, timeout=4.0)
+        return (resp.json(), url) if resp.status_code == 200 else (None, f"{url}: HTTP {resp.status_code}")
+    except (httpx.HTTPError, ValueError) as exc:
+        return None, f"{url}: {type(exc).__name__}"
+
+
+def spark_master_health(settings: Settings) -> Check:
+    """The standalone master answers and is the active (ALIVE) one."""
+    state, detail = _spark_master_state(settings)
+    if state is None:
+        return False, detail
+    if state.get("status") != "ALIVE":
+        return False, f"{settings.spark_master}: status {state.get('status')}"
+    return True, f"{settings.spark_master}: ALIVE, {state.get('aliveworkers', 0)} worker(s) alive"
+
+
+def spark_worker_health(settings: Settings, worker: int) -> Check:
+    """The master lists the worker as ALIVE: registered and heartbeating, so executors can be placed on it."""
+    state, detail = _spark_master_state(settings)
+    if state is None:
+        return False, f"master unreachable: {detail}"
+    port = spark_cluster.worker_port(settings, worker)
+    alive = [w for w in state.get("workers", []) if w.get("port") == port and w.get("state") == "ALIVE"]
+    if not alive:
+        return False, f"not registered with {settings.spark_master} (as {settings.host}:{port}) yet"
+    return True, f"ALIVE at {settings.spark_master}: {alive[0].get('cores')} core(s), {alive[0].get('memory')} MB"
 
 
 def airflow_health(settings: Settings) -> Check:

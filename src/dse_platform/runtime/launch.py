@@ -22,7 +22,8 @@ def main(argv: list[str]) -> None:
     for svc in services(settings):
         if svc.name == wanted:
             cmd = svc.command()
-            os.execvpe(cmd[0], cmd, {**os.environ, **svc.env})
+            secret = svc.secret_env() if svc.secret_env is not None else {}
+            os.execvpe(cmd[0], cmd, {**os.environ, **svc.env, **secret})
     sys.exit(f"launch: unknown service '{wanted}'")
 
 

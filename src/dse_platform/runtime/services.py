@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dse_platform import credentials
 from dse_platform.config import Settings
 from dse_platform.dashboard import server as dashboard
-from dse_platform.runtime import airflow_env, broker, health, jars, pgserver, spark
+from dse_platform.runtime import airflow_env, broker, health, jars, mlflow_auth, pgserver, spark, spark_cluster
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Service:
     prepare: Callable[[], object] | None = None
     after_healthy: Callable[[Settings], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: more environment, computed only when the program is launched: secrets stay out of supervisor's config
+    secret_env: Callable[[], dict[str, str]] | None = None
     user: str | None = None
     stop_wait_s: int = 30
     #: TERM by default; PostgreSQL gets INT ("fast" shutdown: TERM waits for every client to leave)
@@ -46,15 +49,22 @@ class Service:
     autorestart: str = "unexpected"
 
 
+#: the local Spark cluster's ports all derive from these two
+SPARK_PORT_SETTINGS = "DSE_SPARK_MASTER_PORT or DSE_SPARK_MASTER_UI_PORT"
+
+
 def services(settings: Settings) -> list[Service]:
     """The services this configuration runs locally (existing remote ones are not started)."""
     found: list[Service] = []
     if settings.local_kafka:
+        found += [kafka_service(settings, node) for node in broker.nodes(settings)]
+    if settings.local_spark_cluster:
         found.append(Service(
-            "kafka", f"kafka://{settings.bootstrap_servers}",
-            [settings.kafka_port, settings.kafka_controller_port],
-            lambda: broker.command(settings), health.kafka_health, "DSE_KAFKA_PORT",
-            prepare=lambda: broker.format_storage(settings), start_secs=12))
+            "spark-master", spark_cluster.master_ui_url(settings),
+            [settings.spark_master_port, settings.spark_master_ui_port],
+            lambda: spark_cluster.master_command(settings), health.spark_master_health, SPARK_PORT_SETTINGS,
+            env=spark_cluster.environment(settings)))
+        found += [spark_worker_service(settings, n) for n in spark_cluster.workers(settings)]
     if settings.local_mlflow:
         art = settings.home / "mlflow" / "artifacts"
         found.append(Service(
@@ -62,16 +72,19 @@ def services(settings: Settings) -> list[Service]:
             lambda: [str(airflow_env.venv_bin() / "mlflow"), "server",
                      "--backend-store-uri", settings.mlflow_store_uri,
                      "--artifacts-destination", str(art),
-                     "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1"],
+                     "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1",
+                     *(["--app-name", mlflow_auth.APP_NAME] if settings.mlflow_auth else [])],
             health.mlflow_health, "DSE_MLFLOW_PORT",
-            prepare=lambda: art.mkdir(parents=True, exist_ok=True),
+            prepare=lambda: (art.mkdir(parents=True, exist_ok=True),
+                             settings.mlflow_auth and mlflow_auth.write_config(settings)),
             env={"MLFLOW_SERVER_ALLOWED_HOSTS": f"{settings.host}:*,localhost:*",
                  # the server's job runner and its huey consumers (~275 MB each) serve nothing the platform uses
                  "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-                 "PATH": airflow_env.path_with_venv()}))
+                 "PATH": airflow_env.path_with_venv()},
+            secret_env=(lambda: mlflow_auth.secret_environment(settings)) if settings.mlflow_auth else None))
     if settings.local_postgres:
         found.append(Service(
-            "postgres", f"postgresql://dse@{settings.host}:{settings.postgres_port}/dse",
+            "postgres", f"postgresql://{credentials.POSTGRES_APP_ROLE}@{settings.host}:{settings.postgres_port}/dse",
             [settings.postgres_port], lambda: pgserver.command(settings), pgserver.health,
             "DSE_POSTGRES_PORT", prepare=lambda: pgserver.init_cluster(settings),
             after_healthy=pgserver.ensure_database, user=pgserver.run_user(), stop_signal="INT"))
@@ -95,6 +108,27 @@ def services(settings: Settings) -> list[Service]:
         # with a growing pause, and after 10 such failures it stays FATAL for `dse status` to show
         start_secs=30, start_retries=10, autostart=False, autorestart="true"))
     return found
+
+
+def kafka_service(settings: Settings, node: int) -> Service:
+    """One broker: ``kafka`` when it is the only one, else ``kafka-<node id>``."""
+    return Service(
+        "kafka" if settings.kafka_brokers == 1 else f"kafka-{node}", f"kafka://{broker.address(settings, node)}",
+        [settings.kafka_ports[node - 1], settings.kafka_controller_ports[node - 1]],
+        lambda: broker.command(settings, node), lambda s: health.kafka_health(s, node), "DSE_KAFKA_PORT",
+        prepare=lambda: broker.format_storage(settings, node), start_secs=12)
+
+
+def spark_worker_service(settings: Settings, worker: int) -> Service:
+    """Worker n: registers with the local master; a lost one is restarted by supervisor and registers again."""
+    return Service(
+        f"spark-worker-{worker}", f"http://{settings.host}:{spark_cluster.worker_ui_port(settings, worker)}",
+        [spark_cluster.worker_port(settings, worker), spark_cluster.worker_ui_port(settings, worker)],
+        lambda: spark_cluster.worker_command(settings, worker), lambda s: health.spark_worker_health(s, worker),
+        SPARK_PORT_SETTINGS, env=spark_cluster.environment(settings),
+        prepare=lambda: spark_cluster.work_dir(settings, worker).mkdir(parents=True, exist_ok=True),
+        # the master refuses a worker at an address it has not yet seen go: retried until it has
+        start_retries=10)
 
 
 def service_names(settings: Settings) -> list[str]:

@@ -23,11 +23,16 @@ def is_local(master: str) -> bool:
     return master.startswith("local")
 
 
+def on_this_machine(settings: Settings) -> bool:
+    """Driver and executors all run here: local mode, or the standalone cluster `dse up` runs (DSE_SPARK_WORKERS)."""
+    return is_local(settings.spark_master) or settings.local_spark_cluster
+
+
 def spark_conf(settings: Settings, *, with_jars: bool = True) -> dict[str, str]:
     """The job's Spark confs; ``with_jars=False`` where the jars come separately (the DAG passes them by XCom).
 
-    With a local master the driver binds to DSE_HOST like every other service; with a
-    cluster master it keeps Spark's defaults so executors elsewhere can reach it.
+    With a local master or the local cluster the driver binds to DSE_HOST like every other
+    service; with another cluster's master it keeps Spark's defaults so executors elsewhere can reach it.
     """
     conf = {
         "spark.ui.port": str(settings.spark_ui_port),
@@ -42,7 +47,7 @@ def spark_conf(settings: Settings, *, with_jars: bool = True) -> dict[str, str]:
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
     }
-    if is_local(settings.spark_master):
+    if on_this_machine(settings):
         conf |= {"spark.driver.bindAddress": settings.host, "spark.driver.host": settings.host}
     if with_jars:
         conf[JARS_CONF] = jars.jar_list(settings, "spark")
@@ -55,7 +60,7 @@ def spark_env(settings: Settings) -> dict[str, str]:
     The UI's address is no conf: Spark binds it to SPARK_LOCAL_IP (else 0.0.0.0).
     """
     env = {"PYSPARK_PYTHON": sys.executable}
-    if is_local(settings.spark_master):
+    if on_this_machine(settings):
         env["SPARK_LOCAL_IP"] = settings.host
     return env
 

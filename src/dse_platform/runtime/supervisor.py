@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from supervisor.xmlrpc import SupervisorTransport
 from tenacity import Retrying, retry_if_not_result, stop_after_delay, wait_fixed
 
+from dse_platform import credentials
 from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
 from dse_platform.runtime import health
@@ -80,7 +81,7 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> list[Service]
     svcs = services(settings)
     started = [s for s in svcs if s.autostart]
     settings.home.mkdir(parents=True, exist_ok=True)
-    if any(s.name == "kafka" for s in svcs):
+    if settings.local_kafka:
         ensure_jars(settings, echo)
     if supervisor_running(settings):
         states = process_states(settings)
@@ -91,6 +92,8 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> list[Service]
         echo("services: supervisor is running with a different or stopped set; restarting it")
         down(settings, echo)
     check_ports_free(settings, started)
+    for line in credentials.ensure_local(settings):
+        echo(line)
     for svc in started:
         if svc.prepare is not None:
             svc.prepare()

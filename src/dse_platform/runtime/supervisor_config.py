@@ -43,7 +43,7 @@ def _command_line(svc: Service) -> str:
     Services running as another user (PostgreSQL as ``postgres``) may not be able to
     read our virtualenv, so they get their plain command line.
     """
-    if svc.env:
+    if svc.env or svc.secret_env:
         return f"{sys.executable} -m dse_platform.runtime.launch {svc.name}"
     return shlex.join(svc.command()).replace("%", "%%")
 

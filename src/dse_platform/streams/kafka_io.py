@@ -12,7 +12,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from dse_platform.config import Settings
@@ -33,23 +33,39 @@ def _admin(settings: Settings) -> KafkaAdminClient:
                             "start the services with `dse up` or set DSE_KAFKA_BOOTSTRAP") from exc
 
 
+def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    """A created topic's configs: acks=all waits for min.insync.replicas copies, so a broker's loss loses no write."""
+    if settings.min_insync_replicas > settings.replication_factor:
+        raise PlatformError(
+            f"DSE_TOPIC_MIN_INSYNC={settings.min_insync_replicas} exceeds the replication factor "
+            f"{settings.replication_factor}: no write could ever be acknowledged",
+            "lower DSE_TOPIC_MIN_INSYNC or raise DSE_TOPIC_REPLICATION (and DSE_KAFKA_BROKERS)")
+    configs = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    if topic in {settings.bars_topic, settings.ticks_topic}:
+        configs["max.message.bytes"] = str(MAX_TOPIC_MESSAGE_BYTES)
+    return configs
+
+
 def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> list[str]:
-    """Create missing topics; returns the ones created."""
+    """Create missing topics (DSE_TOPIC_PARTITIONS, the replication factor, min.insync.replicas); returns them."""
     wanted = list(topics or all_topics(settings))
     admin = _admin(settings)
     try:
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         created = []
-        bounded = {settings.bars_topic, settings.ticks_topic}
         for topic in missing:
-            configs = {"max.message.bytes": str(MAX_TOPIC_MESSAGE_BYTES)} if topic in bounded else {}
             try:
-                admin.create_topics([NewTopic(topic, settings.topic_partitions, settings.topic_replication,
-                                              topic_configs=configs)])
+                admin.create_topics([NewTopic(topic, settings.topic_partitions, settings.replication_factor,
+                                              topic_configs=topic_configs(settings, topic))])
                 created.append(topic)
             except TopicAlreadyExistsError:
                 pass
+            except InvalidReplicationFactorError as exc:
+                raise PlatformError(
+                    f"topic {topic} needs {settings.replication_factor} replicas but the cluster at "
+                    f"{settings.bootstrap_servers} has fewer brokers: {exc}",
+                    "lower DSE_TOPIC_REPLICATION, or start more brokers (DSE_KAFKA_BROKERS)") from exc
         _wait_for_metadata(admin, wanted)
         return created
     finally:

@@ -1,7 +1,10 @@
-"""The local Kafka broker's server.properties (runtime/broker.py)."""
+"""The local Kafka brokers' server.properties, ports, storage layout and commands (runtime/broker.py)."""
 
 from __future__ import annotations
 
+import pytest
+
+from dse_platform.errors import PlatformError
 from dse_platform.runtime import broker
 
 
@@ -24,3 +27,48 @@ def test_server_properties_one_kraft_node_on_the_configured_host(make_settings):
 def test_cluster_ids_are_kafka_shaped():
     first, second = broker.random_cluster_id(), broker.random_cluster_id()
     assert first != second and len(first) == 22 and "=" not in first
+
+
+def test_three_nodes_form_one_quorum_each_on_its_own_ports_and_log_dir(make_settings):
+    settings = make_settings(host="127.0.0.7", kafka_port=19092, kafka_controller_port=19093, kafka_brokers=3)
+    assert broker.quorum_voters(settings) == "1@127.0.0.7:19093,2@127.0.0.7:19103,3@127.0.0.7:19113"
+    assert settings.bootstrap_servers == "127.0.0.7:19092,127.0.0.7:19102,127.0.0.7:19112"
+    nodes = {n: dict(line.split("=", 1) for line in broker.server_properties(settings, n).splitlines())
+             for n in broker.nodes(settings)}
+    assert [props["node.id"] for props in nodes.values()] == ["1", "2", "3"]
+    assert {props["controller.quorum.voters"] for props in nodes.values()} == {broker.quorum_voters(settings)}
+    assert nodes[2]["listeners"] == "PLAINTEXT://127.0.0.7:19102,CONTROLLER://127.0.0.7:19103"
+    assert nodes[2]["advertised.listeners"] == "PLAINTEXT://127.0.0.7:19102"
+    assert len({props["log.dirs"] for props in nodes.values()}) == 3
+    # a three-voter cluster never reuses the single broker's storage (formatted for another voter set)
+    assert nodes[1]["log.dirs"] == str(settings.home / "kafka" / "cluster-3" / "node-1" / "data")
+    # Kafka's own topics survive a broker's loss like the platform's
+    assert nodes[3]["offsets.topic.replication.factor"] == nodes[3]["transaction.state.log.replication.factor"] == "3"
+    assert nodes[3]["transaction.state.log.min.isr"] == "2"
+
+
+def test_each_node_runs_its_own_properties(make_settings, monkeypatch):
+    monkeypatch.setattr(broker, "java_base", lambda settings: ["/opt/jdk/bin/java", "-cp", "jars/*"])
+    settings = make_settings(kafka_brokers=2)
+    node_2 = settings.home / "kafka" / "cluster-2" / "node-2"
+    assert broker.command(settings, 2)[-2:] == ["kafka.Kafka", str(node_2 / "server.properties")]
+
+
+def test_the_single_broker_keeps_the_layout_compose_mounts(make_settings):
+    settings = make_settings()
+    assert broker.write_config(settings) == settings.home / "kafka" / "server.properties"
+    assert broker.data_dir(settings) == settings.home / "kafka" / "data"
+
+
+def test_brokers_sharing_a_port_are_refused_naming_the_settings(make_settings):
+    settings = make_settings(kafka_brokers=2, kafka_port=19092, kafka_controller_port=19102)
+    with pytest.raises(PlatformError, match="DSE_KAFKA_CONTROLLER_PORT=19102"):
+        broker.write_config(settings)
+
+
+def test_later_nodes_join_the_cluster_id_of_the_first(make_settings):
+    settings = make_settings(kafka_brokers=3)
+    meta = broker.data_dir(settings, 1) / "meta.properties"
+    meta.parent.mkdir(parents=True)
+    meta.write_text("version=1\ncluster.id=AbCdEfGhIjKlMnOpQrStUv\nnode.id=1\n")
+    assert broker.cluster_id(settings) == "AbCdEfGhIjKlMnOpQrStUv"

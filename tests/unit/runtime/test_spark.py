@@ -18,7 +18,7 @@ def _confs(argv: list[str]) -> dict[str, str]:
 
 
 def test_submit_command_has_master_jars_confs_and_application(make_settings, fake_jars):
-    settings = make_settings(host="127.0.0.9", spark_master="local[2]", spark_ui_port=4999,
+    settings = make_settings(host="127.0.0.9", DSE_SPARK_MASTER="local[2]", spark_ui_port=4999,
                              stream_shuffle_partitions=3)
     jars = fake_jars(settings)
     argv = spark.submit_command(settings, "--trigger", "available-now")
@@ -44,7 +44,7 @@ def test_session_conf_carries_the_jars(make_settings, fake_jars):
 
 
 def test_a_cluster_master_keeps_spark_default_driver_address(make_settings):
-    settings = make_settings(spark_master="spark://spark-master:7077")
+    settings = make_settings(DSE_SPARK_MASTER="spark://spark-master:7077")
     conf = spark.spark_conf(settings, with_jars=False)  # no jars needed where they come separately
     assert "spark.driver.host" not in conf and "spark.driver.bindAddress" not in conf
     assert "SPARK_LOCAL_IP" not in spark.spark_env(settings)

@@ -27,7 +27,8 @@ def _programs(path: Path) -> dict:
 @pytest.fixture
 def platform(make_settings, monkeypatch):
     """Every service configured (PostgreSQL run as another user), without needing Java or PostgreSQL here."""
-    monkeypatch.setattr(broker, "command", lambda settings: ["/opt/jdk/bin/java", "kafka.Kafka", "server.properties"])
+    monkeypatch.setattr(broker, "command",
+                        lambda settings, node=1: ["/opt/jdk/bin/java", "kafka.Kafka", "server.properties"])
     monkeypatch.setattr(pgserver, "command", lambda settings: PG_COMMAND)
     monkeypatch.setattr(pgserver, "run_user", lambda: "nobody")
     settings = make_settings(db_backend="postgres")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import BaseHook
+from pydantic import SecretStr
 
 from dse_platform.config import Settings, get_settings
 from dse_platform.errors import PlatformError
@@ -70,6 +71,13 @@ class MlflowRegistryHook(_PlatformHook):
         host = conn.host if "://" in conn.host else f"{conn.schema or 'http'}://{conn.host}"
         return f"{host}:{conn.port}" if conn.port else host
 
+    def login(self) -> tuple[str, str] | None:
+        """The connection's login and password (a server with basic auth), None when it has no login."""
+        conn = self.connection()
+        if conn is None or not conn.login:
+            return None
+        return conn.login, conn.password or ""
+
 
 def platform_settings(settings: Settings | None = None) -> Settings:
     """The settings a task runs with: the serving DB and MLflow taken from Airflow's connections when defined."""
@@ -77,8 +85,11 @@ def platform_settings(settings: Settings | None = None) -> Settings:
     update: dict[str, Any] = {}
     if url := ServingDatabaseHook().url():
         update["db_url"] = url
-    if uri := MlflowRegistryHook().tracking_uri():
+    mlflow_hook = MlflowRegistryHook()
+    if uri := mlflow_hook.tracking_uri():
         update["mlflow_tracking_uri"] = uri
+    if login := mlflow_hook.login():
+        update["mlflow_username"], update["mlflow_password"] = login[0], SecretStr(login[1])
     return settings.model_copy(update=update) if update else settings
 
 
