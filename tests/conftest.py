@@ -11,6 +11,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from dse_platform.config import PROJECT_DIR, Settings
 from dse_platform.data.ingest import ingest
+from dse_platform.model import registry
 from tests.support.browser import chromium, new_page, screenshot
 from tests.support.platform import TODAY, platform_env_for, run_dse, service_home, settings_for
 
@@ -48,18 +49,28 @@ def platform_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def platform(platform_env) -> Settings:
-    """The settings of the session's running platform."""
-    return settings_for(platform_env)
+    """The settings of the session's running platform.
+
+    This process's MLflow client library is pointed at its server with its generated login, as every
+    platform process points itself (registry.configure), so a test's own MlflowClient is let in.
+    """
+    settings = settings_for(platform_env)
+    registry.configure(settings)
+    return settings
 
 
 @pytest.fixture
 def ui_page(request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh page in Debian's headless Chromium; a failing test leaves a screenshot of it."""
+    """A fresh page in Debian's headless Chromium; a failing test leaves a screenshot of it.
+
+    A test on the session platform gets its MLflow login for the server's basic-auth challenge.
+    """
     failed_before = request.session.testsfailed
+    login = request.getfixturevalue("platform").mlflow_credentials if "platform" in request.fixturenames else None
     with sync_playwright() as pw:
         browser = chromium(pw)
         try:
-            page = new_page(browser)
+            page = new_page(browser, login=login)
             yield page
             if request.session.testsfailed > failed_before:
                 screenshot(page, f"browser-harness/{request.node.name}-failed.png")

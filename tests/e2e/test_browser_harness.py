@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 import mlflow
 from dse_platform.config import Settings
+from dse_platform.model import registry
 from tests.support.browser import mlflow_screenshot, mlflow_set_alias, screenshot
 
 
@@ -66,6 +67,7 @@ def _register_two_versions(tracking_uri: str, name: str) -> None:
 @pytest.mark.services
 def test_mlflow_alias_moves_through_the_ui(platform: Settings, ui_page: Page) -> None:
     name = f"ui-harness-{uuid.uuid4().hex[:8]}"
+    registry.configure(platform)  # the server's login, as every platform client sends it
     _register_two_versions(platform.tracking_uri, name)
     client = MlflowClient(platform.tracking_uri)
     assert {v.version for v in client.search_model_versions(f"name='{name}'")} == {"1", "2"}

@@ -138,7 +138,7 @@ def _register_constant_model(cfg: Settings) -> str:
     model.named_steps["logreg"].coef_[:] = 0.0
     model.named_steps["logreg"].intercept_[:] = 4.0
     example = data.X.head(5)
-    mlflow.set_tracking_uri(cfg.tracking_uri)
+    registry.configure(cfg)  # the tracking URI and the server's login
     mlflow.set_experiment("month-constant-model")
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops",

@@ -225,7 +225,7 @@ def _noise_store(real_store, path, symbols, seed: int):
 
 def _register_plain(cfg, model: Pipeline, X: pd.DataFrame) -> str:
     """A version logged the way a person might outside `dse train`: the model alone, no recipe to refit."""
-    mlflow.set_tracking_uri(cfg.tracking_uri)
+    registry.configure(cfg)  # the tracking URI and the server's login
     mlflow.set_experiment("dse-tests")
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
 import subprocess
@@ -48,12 +49,22 @@ def _kafka_round_trip(settings) -> None:
 
 
 def _mlflow_round_trip(settings) -> None:
-    registry.configure(settings)  # the tracking URI and the generated login, as every platform client
-    mlflow.set_experiment(f"roundtrip-{uuid.uuid4().hex[:6]}")
-    with mlflow.start_run() as run:
-        mlflow.log_param("alpha", 0.5)
-        mlflow.log_metric("auc", 0.61)
-    fetched = MlflowClient(settings.tracking_uri).get_run(run.info.run_id)
+    session_login = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    session_uri = mlflow.get_tracking_uri()
+    registry.configure(settings)  # this private platform's URI and generated login, as every platform client
+    try:
+        mlflow.set_experiment(f"roundtrip-{uuid.uuid4().hex[:6]}")
+        with mlflow.start_run() as run:
+            mlflow.log_param("alpha", 0.5)
+            mlflow.log_metric("auc", 0.61)
+        fetched = MlflowClient(settings.tracking_uri).get_run(run.info.run_id)
+    finally:  # later tests talk to the session platform again
+        for key, value in session_login.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        mlflow.set_tracking_uri(session_uri)
     assert fetched.data.params["alpha"] == "0.5"
     assert fetched.data.metrics["auc"] == pytest.approx(0.61)
 

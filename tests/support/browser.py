@@ -76,9 +76,14 @@ def chromium(playwright: Playwright, **launch: Any) -> Browser:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, **launch)
 
 
-def new_page(browser: Browser, width: int = 1400, height: int = 1000) -> Page:
-    """A page in a fresh context, sized for readable screenshots, with :data:`TIMEOUT_MS` as its timeouts."""
-    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+def new_page(browser: Browser, width: int = 1400, height: int = 1000,
+             login: tuple[str, str] | None = None) -> Page:
+    """A page in a fresh context, sized for readable screenshots, with :data:`TIMEOUT_MS` as its timeouts.
+
+    ``login`` answers HTTP basic-auth challenges (the MLflow server's), as a user typing it would.
+    """
+    credentials = {"username": login[0], "password": login[1]} if login else None
+    page = browser.new_context(viewport={"width": width, "height": height}, http_credentials=credentials).new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.set_default_navigation_timeout(TIMEOUT_MS)
     return page
