@@ -40,6 +40,7 @@ Run states are read from Airflow's public REST API (``/api/v2``) with a JWT from
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -298,9 +299,14 @@ def _mlflow_version_page(page: Page, base_url: str, model_name: str, version: in
 
 
 def mlflow_alias_version(base_url: str, model_name: str, alias: str) -> int | None:
-    """The version an alias points at, from MLflow's REST API (None when the alias is unset)."""
+    """The version an alias points at, from MLflow's REST API (None when the alias is unset).
+
+    Logs in as MLflow's own client library does: with the login registry.configure put in the environment.
+    """
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     resp = httpx.get(f"{base_url}/api/2.0/mlflow/registered-models/alias",
-                     params={"name": model_name, "alias": alias}, timeout=TIMEOUT_MS / 1000)
+                     params={"name": model_name, "alias": alias}, timeout=TIMEOUT_MS / 1000,
+                     auth=(user, password or "") if user else None)
     if resp.status_code == 404:
         return None
     resp.raise_for_status()
