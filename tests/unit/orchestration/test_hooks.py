@@ -46,7 +46,8 @@ def test_spark_master_comes_from_spark_default(monkeypatch, settings):
 
 def test_the_mlflow_connection_carries_the_login(monkeypatch, settings):
     monkeypatch.setenv("AIRFLOW_CONN_DSE_MLFLOW", json.dumps({"conn_type": "http", "host": "mlflow-host",
-                                                              "login": "admin", "password": "from-the-conn"}))
+                                                              "login": "admin",
+                                                              "password": "from-the-conn"}))  # pragma: allowlist secret
     resolved = hooks.platform_settings(settings)
     assert resolved.mlflow_credentials == ("admin", "from-the-conn")
     assert "from-the-conn" not in repr(resolved)
