@@ -160,6 +160,7 @@ def test_a_broker_killed_under_a_live_replay_loses_and_duplicates_nothing(
     started = time.monotonic()
     topic = new_topic(cluster, shipped_store)
     url = fresh_database(platform)
+    # small micro-batches (default 50,000, used by the reference run) so the kill lands between many batches
     env = job_env(cluster_env, served, topic, DSE_DB_URL=url, DSE_STREAM_MAX_OFFSETS="200")
     log = (cluster.home / f"broker-loss-{topic['cfg'].bars_topic}.log").open("w")
     job = subprocess.Popen([DSE, "stream"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -198,6 +199,7 @@ def test_a_worker_killed_under_a_bounded_run_gives_the_same_predictions(
         platform, cluster_env, cluster, served, reference):
     started = time.monotonic()
     url = fresh_database(platform)
+    # small micro-batches (default 50,000, used by the reference run) so the kill lands in the middle of the run
     env = job_env(cluster_env, served, reference["topic"], DSE_DB_URL=url, DSE_STREAM_MAX_OFFSETS="100")
     total = len(reference["tables"]["predictions"])
     killed: list[int] = []
