@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dse_platform import credentials
 from dse_platform.config import Settings
@@ -75,8 +76,7 @@ def services(settings: Settings) -> list[Service]:
                      "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1",
                      *(["--app-name", mlflow_auth.APP_NAME] if settings.mlflow_auth else [])],
             health.mlflow_health, "DSE_MLFLOW_PORT",
-            prepare=lambda: (art.mkdir(parents=True, exist_ok=True),
-                             settings.mlflow_auth and mlflow_auth.write_config(settings)),
+            prepare=lambda: _prepare_mlflow(settings, art),
             env={"MLFLOW_SERVER_ALLOWED_HOSTS": f"{settings.host}:*,localhost:*",
                  # the server's job runner and its huey consumers (~275 MB each) serve nothing the platform uses
                  "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -108,6 +108,13 @@ def services(settings: Settings) -> list[Service]:
         # with a growing pause, and after 10 such failures it stays FATAL for `dse status` to show
         start_secs=30, start_retries=10, autostart=False, autorestart="true"))
     return found
+
+
+def _prepare_mlflow(settings: Settings, artifacts: Path) -> None:
+    """The artifact folder, and the auth ini when the server runs with logins."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    if settings.mlflow_auth:
+        mlflow_auth.write_config(settings)
 
 
 def kafka_service(settings: Settings, node: int) -> Service:
