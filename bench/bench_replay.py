@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 import uuid
 
 from dse_platform.config import get_settings
@@ -28,12 +29,16 @@ def main() -> None:
     perf_topic = f"bench-perf-{uuid.uuid4().hex[:6]}"
     kafka_io.ensure_topics(settings, [perf_topic])
     java, *rest = broker.java_base(settings)
-    out = subprocess.run(
-        [java, *rest, "org.apache.kafka.tools.ProducerPerformance", "--topic", perf_topic,
-         "--num-records", str(result.bars), "--record-size", str(record_size), "--throughput", "-1",
-         "--producer-props", f"bootstrap.servers={settings.bootstrap_servers}", "acks=all",
-         "enable.idempotence=true", "linger.ms=20", "batch.size=262144"],
-        capture_output=True, text=True, check=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".properties") as client:
+        # a file, not --producer-props: a SASL login's JAAS value holds '=' signs
+        client.write("".join(f"{k}={v}\n" for k, v in kafka_io.java_client_properties(settings).items()))
+        client.flush()
+        out = subprocess.run(
+            [java, *rest, "org.apache.kafka.tools.ProducerPerformance", "--topic", perf_topic,
+             "--num-records", str(result.bars), "--record-size", str(record_size), "--throughput", "-1",
+             "--producer.config", client.name, "--producer-props", "acks=all",
+             "enable.idempotence=true", "linger.ms=20", "batch.size=262144"],
+            capture_output=True, text=True, check=True).stdout
     ceiling = float(re.findall(r"([\d.]+) records/sec", out)[-1])
     print(f"replay: {result.bars:,} bars ({result.days:,} trading days, ~{record_size} B each) "
           f"in {result.seconds:.1f}s = {result.bars_per_s:,.0f} bars/s")

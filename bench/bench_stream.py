@@ -57,7 +57,7 @@ def ceiling(cfg: Settings, records: int) -> float:
     """Records/s of the Kafka source into Spark's no-op sink over the topic."""
     spark = job.spark_session(cfg, "dse-bench-ceiling")
     with tempfile.TemporaryDirectory() as tmp:
-        frame = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", cfg.bootstrap_servers)
+        frame = (spark.readStream.format("kafka").options(**kafka_io.spark_options(cfg))
                  .option("subscribe", cfg.bars_topic).option("startingOffsets", "earliest")
                  .option("maxOffsetsPerTrigger", str(cfg.stream_max_offsets)).load())
         started = time.perf_counter()

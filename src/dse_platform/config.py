@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         None, description="Existing brokers to use instead of the local one (host:port,...)."
     )
+    kafka_sasl: bool | None = Field(None, description=(
+        "Kafka clients and brokers authenticate with SASL/SCRAM-SHA-512 (default: on for 3 or more local brokers, "
+        "off for one broker on DSE_HOST)."))
+    kafka_username: str | None = Field(
+        None, description="SCRAM user of the platform's Kafka clients (default: the local brokers' generated `dse`).")
+    kafka_password: SecretStr | None = Field(
+        None, description="Password of DSE_KAFKA_USERNAME (default: var/secrets/kafka.json of the local brokers).")
     topic_partitions: int = Field(3, ge=1, description="Partitions of topics the platform creates.")
     topic_replication: int | None = Field(
         None, ge=1, description="Replication factor of created topics (default: DSE_KAFKA_BROKERS, at most 3).")
@@ -225,6 +232,32 @@ class Settings(BaseSettings):
     @property
     def local_kafka(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def kafka_sasl_enabled(self) -> bool:
+        """SASL/SCRAM on: as set, else for a local cluster of three or more brokers (the scale-out profile)."""
+        if self.kafka_sasl is not None:
+            return self.kafka_sasl
+        return self.local_kafka and self.kafka_brokers >= 3
+
+    @property
+    def kafka_credentials(self) -> tuple[str, str] | None:
+        """(user, password) of the platform's Kafka clients when SASL is on: the settings, else the local brokers'.
+
+        None when SASL is off. Raises when SASL is on and no password is known.
+        """
+        if not self.kafka_sasl_enabled:
+            return None
+        if self.kafka_password is not None:
+            return self.kafka_username or credentials.KAFKA_USER, self.kafka_password.get_secret_value()
+        if self.local_kafka:
+            stored = credentials.read(credentials.kafka_file(self.home))
+            if stored and stored.get("password"):
+                return credentials.KAFKA_USER, stored["password"]
+            raise PlatformError(f"Kafka SASL is on but the local brokers' login {credentials.kafka_file(self.home)} "
+                                "was not generated yet", "start the brokers with `dse up` (it generates the login)")
+        raise PlatformError("DSE_KAFKA_SASL is on but DSE_KAFKA_PASSWORD is not set",
+                            "set DSE_KAFKA_USERNAME and DSE_KAFKA_PASSWORD to a SCRAM login of the brokers")
 
     @property
     def local_spark_cluster(self) -> bool:

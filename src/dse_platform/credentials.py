@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: user the local MLflow server's admin is created as, and the platform's clients log in as
 MLFLOW_ADMIN = "admin"
+#: SCRAM user the local Kafka brokers are formatted with (when SASL is on), for brokers and clients alike
+KAFKA_USER = "dse"
 #: bootstrap superuser of the local PostgreSQL cluster (initdb -U)
 POSTGRES_SUPERUSER = "postgres"
 #: the application role: owns the serving database, is no superuser
@@ -30,6 +32,7 @@ POSTGRES_APP_ROLE = "dse"
 
 MLFLOW_KEYS = ("password", "flask_secret_key")
 POSTGRES_KEYS = ("superuser_password", "app_password", "reader_password")
+KAFKA_KEYS = ("password",)
 
 
 def secrets_dir(home: Path) -> Path:
@@ -42,6 +45,10 @@ def mlflow_file(home: Path) -> Path:
 
 def postgres_file(home: Path) -> Path:
     return secrets_dir(home) / "postgres.json"
+
+
+def kafka_file(home: Path) -> Path:
+    return secrets_dir(home) / "kafka.json"
 
 
 def generate() -> str:
@@ -113,4 +120,9 @@ def ensure_local(settings: Settings) -> list[str]:
             lines.append(f"credentials: PostgreSQL passwords of {POSTGRES_SUPERUSER} (superuser), {POSTGRES_APP_ROLE} "
                          f"(owns the serving database) and {settings.dashboard_db_user} (dashboard, read-only) "
                          f"generated into {path} (mode 0600)")
+    if settings.local_kafka and settings.kafka_sasl_enabled and settings.kafka_password is None:
+        path = kafka_file(settings.home)
+        if ensure(path, KAFKA_KEYS)[1]:
+            lines.append(f"credentials: Kafka SCRAM login {KAFKA_USER} of the local brokers generated into {path} "
+                         "(mode 0600)")
     return lines

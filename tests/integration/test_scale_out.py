@@ -17,12 +17,16 @@ import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import KafkaError
+from pydantic import SecretStr
 
+from dse_platform import credentials
 from dse_platform.config import KAFKA_PORT_STEP, Settings
 from dse_platform.data import store
 from dse_platform.model import gate, training
@@ -77,7 +81,11 @@ def cluster_env(platform, platform_env) -> dict[str, str]:
     if proc.returncode != 0:
         run_dse(env, "down")
         pytest.fail(f"dse up of the cluster failed:\n{proc.stdout}\n{proc.stderr}")
-    yield {**platform_env, **scale, "cluster_home": env["DSE_HOME"]}
+    # three brokers authenticate clients (SASL/SCRAM): the job and replays run with the platform's home,
+    # so they get the cluster's generated login by configuration, as any client of an existing cluster does
+    login = credentials.read(credentials.kafka_file(Path(env["DSE_HOME"])))
+    assert login, "dse up of three brokers did not generate their SCRAM login"
+    yield {**platform_env, **scale, "cluster_home": env["DSE_HOME"], "DSE_KAFKA_PASSWORD": login["password"]}
     run_dse(env, "down")
     shutil.rmtree(env["DSE_HOME"], ignore_errors=True)
 
@@ -98,7 +106,7 @@ def new_topic(cluster: Settings, shipped_store) -> dict:
 
 
 def describe(cluster: Settings, topic: str) -> list[dict]:
-    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers, client_id="dse-test")
+    admin = KafkaAdminClient(**kafka_io.client_config(cluster), client_id="dse-test")
     try:
         return admin.describe_topics([topic])[0]["partitions"]
     finally:
@@ -128,7 +136,7 @@ def test_the_cluster_is_configured_end_to_end(cluster, reference):
     topic = reference["topic"]["cfg"].bars_topic
     partitions = describe(cluster, topic)
     assert {len(p["replica_nodes"]) for p in partitions} == {3}
-    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers, client_id="dse-test")
+    admin = KafkaAdminClient(**kafka_io.client_config(cluster), client_id="dse-test")
     try:
         described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
@@ -139,6 +147,22 @@ def test_the_cluster_is_configured_end_to_end(cluster, reference):
     for name in ("kafka-1", "kafka-2", "kafka-3", "spark-master", "spark-worker-1", "spark-worker-2"):
         assert rows[name]["health"] == "healthy", rows[name]
     assert len(reference["tables"]["predictions"]) > 100
+
+
+def test_the_cluster_refuses_clients_without_its_login(cluster, reference):
+    """SASL/SCRAM is on for three brokers: no login, or a wrong password, gets no metadata; the right login does."""
+    topic = reference["topic"]["cfg"].bars_topic
+    wrong = cluster.model_copy(update={"kafka_password": SecretStr("not-the-password")})
+    for client in ({"bootstrap_servers": cluster.bootstrap_servers},
+                   kafka_io.client_config(wrong)):
+        with pytest.raises((KafkaError, OSError)):
+            admin = KafkaAdminClient(**client, client_id="dse-test-anonymous", request_timeout_ms=5000,
+                                     bootstrap_timeout_ms=10000)
+            try:
+                admin.describe_topics([topic])
+            finally:
+                admin.close()
+    assert describe(cluster, topic), "the platform's own login must still read the topic"
 
 
 def _kill_9(cluster: Settings, name: str) -> int:

@@ -5,11 +5,19 @@ quorum, each with its own ports (:attr:`Settings.kafka_ports`), node id and log
 dir. Writes each node's ``server.properties`` and a shared log4j2 config under
 ``var/kafka``, formats each node's storage once (all with one cluster id), and
 builds the java command that the process manager runs per node.
+
+With SASL on (:attr:`Settings.kafka_sasl_enabled`) the client listener, which is also
+the brokers' own, takes SCRAM-SHA-512 logins only: the storage is formatted with the
+platform's SCRAM credential (KRaft keeps it in the cluster metadata), and the brokers
+log in to each other with it through a JAAS file (mode 0600) beside the properties.
+The controller listener stays PLAINTEXT (KRaft controllers cannot check SCRAM, which
+lives in the metadata they serve); it listens on DSE_HOST, or on the compose network only.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,6 +26,7 @@ from dse_platform.config import Settings
 from dse_platform.errors import PlatformError
 from dse_platform.runtime.jars import classpath
 from dse_platform.runtime.prereqs import check_java
+from dse_platform.streams.kafka_io import SASL_MECHANISM, SASL_PROTOCOL, jaas_login
 
 LOG4J2 = """\
 status = warn
@@ -70,21 +79,27 @@ def quorum_voters(settings: Settings) -> str:
                     for node, port in zip(nodes(settings), settings.kafka_controller_ports, strict=True))
 
 
+def client_protocol(settings: Settings) -> str:
+    """Security protocol of the listener clients and the brokers themselves use."""
+    return SASL_PROTOCOL if settings.kafka_sasl_enabled else "PLAINTEXT"
+
+
 def server_properties(settings: Settings, node: int = 1) -> str:
     """One node's configuration: a KRaft broker and controller listening on DSE_HOST only."""
     host = settings.host
     port, controller_port = settings.kafka_ports[node - 1], settings.kafka_controller_ports[node - 1]
     # Kafka's internal topics (consumer offsets, transactions) replicated like the platform's own
     internal_rf = min(3, settings.kafka_brokers)
+    client = client_protocol(settings)
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node),
         "controller.quorum.voters": quorum_voters(settings),
-        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "listeners": f"{client}://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"{client}://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": client,
+        "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{client}:{client}",
         "log.dirs": str(data_dir(settings, node)),
         "num.partitions": str(settings.topic_partitions),
         "offsets.topic.replication.factor": str(internal_rf),
@@ -100,7 +115,25 @@ def server_properties(settings: Settings, node: int = 1) -> str:
         "log.retention.bytes": "-1",
         "message.max.bytes": str(2 * 1024 * 1024),
     }
+    if settings.kafka_sasl_enabled:
+        props |= {"sasl.enabled.mechanisms": SASL_MECHANISM, "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM}
     return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def jaas_path(settings: Settings) -> Path:
+    """The brokers' JAAS file (SASL on): their own SCRAM login, shared by every node."""
+    return kafka_dir(settings) / "jaas.conf"
+
+
+def write_jaas(settings: Settings) -> Path:
+    """Write the brokers' JAAS file with mode 0600 (it holds the password)."""
+    path = jaas_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"KafkaServer {{\n  {jaas_login(*settings.kafka_credentials)}\n}};\n")
+    return path
 
 
 def check_ports(settings: Settings) -> None:
@@ -122,12 +155,15 @@ def write_config(settings: Settings, node: int = 1) -> Path:
     path = node_dir(settings, node) / "server.properties"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(server_properties(settings, node))
+    if settings.kafka_sasl_enabled:
+        write_jaas(settings)
     return path
 
 
 def java_base(settings: Settings) -> list[str]:
     java = check_java(settings)
-    return [str(java), f"-Dlog4j2.configurationFile={kafka_dir(settings) / 'log4j2.properties'}",
+    jaas = [f"-Djava.security.auth.login.config={jaas_path(settings)}"] if settings.kafka_sasl_enabled else []
+    return [str(java), f"-Dlog4j2.configurationFile={kafka_dir(settings) / 'log4j2.properties'}", *jaas,
             "-cp", classpath(settings, "kafka")]
 
 
@@ -157,16 +193,39 @@ def format_storage(settings: Settings, node: int = 1) -> bool:
     False when it was formatted before.
     """
     props = write_config(settings, node)
-    if _meta_properties(settings, node).exists():
+    return format_config(settings, props, data_dir(settings, node), cluster_id(settings))
+
+
+def scram_marker(data: Path) -> Path:
+    """Beside a log dir: the SCRAM user it was formatted with (absent: formatted without SASL)."""
+    return data.parent / "scram-user"
+
+
+def format_config(settings: Settings, props: Path, data: Path, cluster: str) -> bool:
+    """Format ``data`` with the properties at ``props`` unless it was before (then False).
+
+    With SASL on the platform's SCRAM credential goes into the new cluster's metadata. A log dir
+    formatted without it is refused: no client could log in to it.
+    """
+    marker = scram_marker(data)
+    if (data / "meta.properties").exists():
+        if settings.kafka_sasl_enabled and not marker.exists():
+            raise PlatformError(
+                f"Kafka SASL is on but the storage in {data} was formatted without SCRAM credentials",
+                f"set DSE_KAFKA_SASL=false, or remove {data.parent} (its topics go with it) so that it is "
+                "formatted again with the platform's login")
         return False
+    login = settings.kafka_credentials
+    scram = ["--add-scram", f"{SASL_MECHANISM}=[name={login[0]},password={login[1]}]"] if login else []
     cmd = [*java_base(settings), "kafka.tools.StorageTool", "format",
-           "-t", cluster_id(settings), "-c", str(props), "--ignore-formatted"]
+           "-t", cluster, "-c", str(props), "--ignore-formatted", *scram]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
-        where = data_dir(settings, node)
-        raise PlatformError(f"formatting Kafka storage in {where} failed: {tail}",
-                            f"remove {where} if it is a leftover, then `dse up` again")
+        raise PlatformError(f"formatting Kafka storage in {data} failed: {tail}",
+                            f"remove {data} if it is a leftover, then `dse up` again")
+    if login:
+        marker.write_text(f"{login[0]}\n")
     return True
 
 

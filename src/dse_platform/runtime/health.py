@@ -14,6 +14,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from dse_platform.config import Settings
+from dse_platform.errors import PlatformError
 from dse_platform.runtime import broker, spark_cluster
 from dse_platform.runtime.spark import APP_NAME
 
@@ -41,10 +42,15 @@ def kafka_health(settings: Settings, node: int | None = None) -> Check:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from dse_platform.streams import kafka_io
+
     servers = settings.bootstrap_servers if node is None else broker.address(settings, node)
     with _quiet("kafka"):
         try:
-            admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=4000, client_id="dse-health")
+            admin = KafkaAdminClient(**kafka_io.client_config(settings, servers), request_timeout_ms=4000,
+                                     bootstrap_timeout_ms=5000, client_id="dse-health")
+        except PlatformError as exc:
+            return False, str(exc)
         except (KafkaError, OSError, ValueError) as exc:
             return False, f"no broker answers at {servers}: {type(exc).__name__}"
         try:

@@ -19,6 +19,7 @@ from dse_platform.serving.parsing import OUTPUT_FIELDS, PARSED_FIELDS, ddl, pars
 from dse_platform.serving.sink import BatchSink
 from dse_platform.serving.state import make_state_function
 from dse_platform.serving.watcher import ModelWatcher
+from dse_platform.streams import kafka_io
 
 log = logging.getLogger("dse.stream")
 
@@ -39,7 +40,7 @@ def build_query(spark, settings: Settings, calendar: TradingCalendar, sink: Batc
 
     bars_topic = settings.bars_topic
     raw = (spark.readStream.format("kafka")
-           .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+           .options(**kafka_io.spark_options(settings))
            .option("subscribe", f"{settings.bars_topic},{settings.ticks_topic}")
            .option("startingOffsets", "earliest")
            .option("maxOffsetsPerTrigger", str(settings.stream_max_offsets))

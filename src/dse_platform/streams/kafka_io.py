@@ -1,8 +1,10 @@
 """Kafka plumbing shared by replay, the live connector, the streaming job and the tests.
 
 Topic creation with the configured partitions/replication and no-loss producers
-(acks=all, idempotence, unbounded retries within a delivery timeout). What the
-records hold is defined in :mod:`dse_platform.contracts.records`.
+(acks=all, idempotence, unbounded retries within a delivery timeout). Every client
+connects through the one login of :func:`java_client_properties` and its translations
+(kafka-python, librdkafka, Spark's source), so turning SASL on reaches all of them.
+What the records hold is defined in :mod:`dse_platform.contracts.records`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,61 @@ from dse_platform.config import Settings
 from dse_platform.contracts.records import MAX_TOPIC_MESSAGE_BYTES
 from dse_platform.errors import PlatformError
 
+#: the only SASL mechanism the brokers enable: the password itself never crosses the wire (records still
+#: travel unencrypted: SASL_PLAINTEXT, no TLS)
+SASL_MECHANISM = "SCRAM-SHA-512"
+SASL_PROTOCOL = "SASL_PLAINTEXT"
+
+
+def jaas_login(user: str, password: str) -> str:
+    """The JAAS line of a SCRAM login, as Java clients (Spark's source, Kafka's tools) and brokers take it."""
+    return (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" '
+            f'password="{password}";')
+
+
+def java_client_properties(settings: Settings) -> dict[str, str]:
+    """A Java client's connection properties: the bootstrap list, and the SCRAM login when SASL is on."""
+    props = {"bootstrap.servers": settings.bootstrap_servers}
+    login = settings.kafka_credentials
+    if login:
+        props |= {"security.protocol": SASL_PROTOCOL, "sasl.mechanism": SASL_MECHANISM,
+                  "sasl.jaas.config": jaas_login(*login)}
+    return props
+
+
+def spark_options(settings: Settings) -> dict[str, str]:
+    """Spark's Kafka source and sink options: the Java properties, each prefixed ``kafka.``."""
+    return {f"kafka.{key}": value for key, value in java_client_properties(settings).items()}
+
+
+def client_config(settings: Settings, servers: str | None = None) -> dict[str, Any]:
+    """kafka-python's connection arguments (``servers`` instead of the bootstrap list, e.g. one node)."""
+    config: dict[str, Any] = {"bootstrap_servers": servers or settings.bootstrap_servers}
+    login = settings.kafka_credentials
+    if login:
+        config |= {"security_protocol": SASL_PROTOCOL, "sasl_mechanism": SASL_MECHANISM,
+                   "sasl_plain_username": login[0], "sasl_plain_password": login[1]}
+    return config
+
+
+def librdkafka_config(settings: Settings) -> dict[str, str]:
+    """confluent-kafka's connection properties."""
+    config = {"bootstrap.servers": settings.bootstrap_servers}
+    login = settings.kafka_credentials
+    if login:
+        config |= {"security.protocol": SASL_PROTOCOL, "sasl.mechanism": SASL_MECHANISM,
+                   "sasl.username": login[0], "sasl.password": login[1]}
+    return config
+
+
+def unreachable(settings: Settings) -> PlatformError:
+    """No broker let a client in: down, elsewhere, or (SASL on) refusing the login, which looks the same to it."""
+    fix = "start the services with `dse up` or set DSE_KAFKA_BOOTSTRAP"
+    if settings.kafka_sasl_enabled:
+        fix += ("; SASL is on: check DSE_KAFKA_USERNAME/DSE_KAFKA_PASSWORD (or var/secrets/kafka.json) against the "
+                "login the brokers were formatted with (their log names a failed authentication)")
+    return PlatformError(f"no Kafka broker answers at {settings.bootstrap_servers}", fix)
+
 
 def all_topics(settings: Settings) -> list[str]:
     return [settings.bars_topic, settings.ticks_topic, settings.predictions_topic, settings.deadletter_topic]
@@ -26,11 +83,9 @@ def all_topics(settings: Settings) -> list[str]:
 
 def _admin(settings: Settings) -> KafkaAdminClient:
     try:
-        return KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="dse-admin",
-                                request_timeout_ms=15000)
+        return KafkaAdminClient(**client_config(settings), client_id="dse-admin", request_timeout_ms=15000)
     except (KafkaError, ValueError, OSError) as exc:
-        raise PlatformError(f"no Kafka broker answers at {settings.bootstrap_servers}",
-                            "start the services with `dse up` or set DSE_KAFKA_BOOTSTRAP") from exc
+        raise unreachable(settings) from exc
 
 
 def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
@@ -83,7 +138,7 @@ def _wait_for_metadata(admin: KafkaAdminClient, topics: list[str], timeout_s: fl
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """A producer that loses nothing: acks=all, idempotent, retried until the delivery timeout."""
     config: dict[str, Any] = dict(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
+        **client_config(settings), acks="all", enable_idempotence=True,
         retries=2**31 - 1, max_in_flight_requests_per_connection=5, delivery_timeout_ms=120000,
         linger_ms=20, batch_size=256 * 1024,
         key_serializer=lambda k: k.encode("utf-8"), client_id="dse-producer")
@@ -91,8 +146,7 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     try:
         return KafkaProducer(**config)
     except (KafkaError, ValueError, OSError) as exc:
-        raise PlatformError(f"no Kafka broker answers at {settings.bootstrap_servers}",
-                            "start the services with `dse up` or set DSE_KAFKA_BOOTSTRAP") from exc
+        raise unreachable(settings) from exc
 
 
 class BulkProducer:
@@ -110,7 +164,7 @@ class BulkProducer:
 
         self.servers = settings.bootstrap_servers
         self._producer = Producer({
-            "bootstrap.servers": self.servers, "client.id": client_id, "acks": "all",
+            **librdkafka_config(settings), "client.id": client_id, "acks": "all",
             "enable.idempotence": True, "delivery.timeout.ms": 120000, "linger.ms": 20,
             "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
             # the Java client's key -> partition mapping, as kafka-python uses
@@ -156,7 +210,7 @@ def records_in(settings: Settings, topic: str) -> int:
     """How many records a topic holds (sum of its partitions' end offsets): progress of a replay."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, client_id="dse-progress")
+    consumer = KafkaConsumer(**client_config(settings), client_id="dse-progress")
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return sum(consumer.end_offsets(partitions).values()) if partitions else 0
