@@ -1,7 +1,7 @@
 """Generated credentials of the local services: made once, kept under ``var/secrets`` (mode 0600), reused.
 
-The local MLflow server and PostgreSQL cluster need logins, and nobody should have to
-invent them before a first `dse up`. Each service gets one JSON file of generated
+The local MLflow server, PostgreSQL cluster and (with SASL on) Kafka brokers need logins, and
+nobody should have to invent them before a first `dse up`. Each service gets one JSON file of generated
 values (Python's ``secrets``); a value already in the file is never replaced, so a
 restart finds the logins the services were created with. `dse up` shows new ones once.
 Kept apart from ``config.py`` (which reads them) so the settings stay plain data.
