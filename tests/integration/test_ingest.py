@@ -222,3 +222,23 @@ def test_cli_prints_the_report_and_refuses_bad_files_in_one_line(tmp_path):
     proc = subprocess.run([dse, "ingest", str(bad), "--store", str(tmp_path / "s")], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "columns seen: foo, bar" in proc.stderr
+
+
+def test_cli_refuses_an_instrument_in_another_price_basis_in_one_line_and_keeps_the_stored_series(tmp_path):
+    import subprocess
+    import sys
+
+    dse = str(Path(sys.executable).parent / "dse")
+    good = _eod(tmp_path, "BATBC.csv", "".join(f"01/{d:02d}/2024,10,11,9,10.5,100,5\n" for d in (2, 3, 4, 7)))
+    target = str(tmp_path / "s")
+    assert subprocess.run([dse, "ingest", str(good), "--store", target], capture_output=True).returncode == 0
+    proc = subprocess.run([dse, "ingest", str(good), "--store", target, "--price-basis", "adjusted"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("refused ")]
+    assert line.startswith(f"refused {good}: BATBC is adjusted here but the store holds it raw: its 4 row(s)")
+    assert "(fix: keep one price basis per instrument" in line and "price_basis_mismatch" in proc.stdout
+    assert store.read_price_basis(tmp_path / "s") == {"BATBC": "raw"} and store.row_count(tmp_path / "s") == 4
+    typo = subprocess.run([dse, "ingest", str(good), "--store", target, "--price-basis", "adj"],
+                          capture_output=True, text=True)
+    assert typo.returncode == 2 and "--price-basis 'adj' is not raw or adjusted" in typo.stderr

@@ -13,6 +13,7 @@ from dse_platform.config import get_settings
 from dse_platform.data import ingest as ingest_mod
 from dse_platform.data.formats import ColumnMap
 from dse_platform.data.quality import REJECT_RULES
+from dse_platform.data.raw_file import parse_price_basis
 from dse_platform.data.trading_calendar import today_dhaka
 from dse_platform.streams import kafka_io
 from dse_platform.streams import replay as replay_mod
@@ -37,32 +38,47 @@ def _print_quality(report: dict) -> None:
             f"{sym} " + ", ".join(f"{rule} {n}" for rule, n in sorted(rules.items())) for sym, rules in worst))
     for name, cols in report["junk_columns"].items():
         echo(f"{name}: dropped empty columns {', '.join(cols)}")
+    echo("instruments by price basis: " + (", ".join(f"{basis} {n:,}" for basis, n in report["price_basis"].items())
+                                           or "none kept"))
+    if report["kept_from_store"]:
+        echo("kept as the store held them (their new rows were refused for their price basis): " + ", ".join(
+            f"{symbol} {n:,} rows" for symbol, n in report["kept_from_store"].items()))
 
 
 @app.command()
 def ingest(
     paths: list[Path] = typer.Argument(None, help="Files or folders to read (default: the shipped data/)."),
     store_dir: Path = typer.Option(None, "--store", help="Store folder (default DSE_STORE_DIR or var/store)."),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable file."),
+    strict: bool = typer.Option(False, "--strict",
+                                help="Stop at the first refusal (unreadable file or price basis); store untouched."),
     columns: str = typer.Option(None, "--columns", help="Column map: symbol=Ticker,date=Day,..."),
+    price_basis: str = typer.Option(
+        None, "--price-basis", help="raw (DSE's traded prices, the default) or adjusted (back-adjusted for "
+        "bonus/rights issues and splits) for files whose header does not say it (an Adj Close column is adjusted)."),
 ) -> None:
     """Validate raw DSE files into the canonical Parquet bar store and print the quality report.
 
-    A file that cannot be read is refused and listed, the others are stored; the exit status is 1 then.
+    A file that cannot be read, or an instrument whose price basis clashes (raw and adjusted in one run, or
+    not the basis the store holds), is refused and listed, the rest stored; the exit status is 1 then.
     """
     settings = get_settings()
     target = store_dir or settings.store_dir
     column_map = ColumnMap.parse(columns) if columns else None
+    basis = parse_price_basis(price_basis) if price_basis else None
     result = ingest_mod.ingest(paths or [settings.data_dir], target, progress=sys.stderr.isatty(),
-                               reference_file=settings.reference_file, strict=strict, columns=column_map)
+                               reference_file=settings.reference_file, strict=strict, columns=column_map,
+                               price_basis=basis)
     _print_quality(result.report)
     echo(f"store written to {target} (report: {target / 'quality_report.json'}, "
           f"rejects: {target / 'rejects.csv'})")
-    for item in result.report["refused"]:
+    refused = result.report["refused"]
+    for item in refused:
         echo(f"refused {item['file']}: {item['reason']}")
-    if result.report["refused"]:
-        echo(f"{len(result.report['refused'])} file(s) refused and not stored; fix them and run again, "
-             "or pass --strict to stop at the first")
+    if refused:
+        files = sum("symbol" not in item for item in refused)
+        instruments = len({item["symbol"] for item in refused if "symbol" in item})
+        echo(f"{files} file(s) and {instruments} instrument(s) (for their price basis) refused and not stored; "
+             "fix them and run again, or pass --strict to stop at the first")
         raise typer.Exit(1)
 
 

@@ -13,6 +13,9 @@ Layouts in the wild (see data/README.md), tried in the order of :data:`FORMATS`:
 * the headerless end-of-day export ``ticker,date,open,high,low,close,volume`` (day order read off the data),
 * anything else through an explicit :class:`ColumnMap`.
 
+Each file also gets its price basis (``raw`` or ``adjusted``, see :func:`file_price_basis`): the
+layout's own word (an ``Adj Close`` column), else ``--price-basis``, else raw.
+
 Every parser keeps values as text where they do not parse, so that the quality rules
 (not the parser) decide what happens to a bad cell and nothing is dropped on the way.
 """
@@ -25,9 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from dse_platform.data.instruments import DSEX, canonical_symbol
 from dse_platform.data.raw_file import (
+    DEFAULT_BASIS,
     ParsedFile,
+    PriceBasis,
     norm_header,
     raw_frame,
     read_text,
@@ -108,6 +115,10 @@ def parse_day_end(path: Path, header: list[str], rows: list[tuple[int, list[str]
     return ParsedFile(path, "day-end", raw_frame(records, path, "day-end"), [], truncated)
 
 
+#: header spellings of a back-adjusted close (Yahoo's ``Adj Close``, scrapers' ``adj_close`` ...): the close of
+#: last resort in :data:`ALIASES`, so a raw close beside one is what the layouts read (see :func:`file_price_basis`)
+ADJUSTED_CLOSE = ("adj close", "adj. close", "adj_close", "adjclose", "adj close**", "adjusted close",
+                  "adjusted_close")
 #: raw-layout field -> the header spellings DSE (``OPENP*``, ``openning_price``), its scrapers (bdshare) and
 #: generic exports use; the first one present wins
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -116,7 +127,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "open": ("open", "openp", "openp*", "openning_price", "opening_price", "open_price"),
     "high": ("high", "high_price"),
     "low": ("low", "low_price"),
-    "close": ("close", "closep", "closep*", "closing_price", "close_price"),
+    "close": ("close", "closep", "closep*", "closing_price", "close_price", *ADJUSTED_CLOSE),
     "volume": ("volume", "vol"),
     "trades": ("trade", "trades"),
     "value_mn": ("value_mn", "value (mn)"),
@@ -269,11 +280,67 @@ def detect_format(path: Path, header: list[str]) -> tuple[str, Parser]:
         "export; otherwise name the columns with --columns")
 
 
-def parse_file(path: Path, text: str | None = None, columns: ColumnMap | None = None) -> ParsedFile:
-    """Parse one raw file (its ``text`` when already read) by ``columns`` when its header has them, else by layout."""
+def file_price_basis(path: Path, header: list[str], declared: PriceBasis | None) -> tuple[PriceBasis, int | None]:
+    """The file's price basis, and the adjusted-close column to read the close from (None: the layout's close).
+
+    The header's word comes first: a file whose only close is adjusted is adjusted (``declared`` raw contradicts
+    it); one with a raw close beside an adjusted one is ambiguous unless ``declared`` picks. Without such a
+    column the basis is ``declared``, else raw. Prices alone never decide it: a seam looks like a real move.
+    """
+    names = [norm_header(h) for h in header]
+    adjusted = next((i for i, name in enumerate(names) if name in ADJUSTED_CLOSE), None)
+    if adjusted is None:
+        return declared or DEFAULT_BASIS, None
+    shown = header[adjusted].strip()
+    if not any(name in ALIASES["close"] and name not in ADJUSTED_CLOSE for name in names):
+        if declared == "raw":
+            raise PlatformError(f"{path}: price basis: its close column '{shown}' is back-adjusted, but "
+                                "--price-basis raw was given",
+                                "drop --price-basis raw (the file is then read as adjusted), or ingest a file of "
+                                "DSE's traded prices")
+        return "adjusted", None
+    if declared is None:
+        raise PlatformError(f"{path}: price basis is ambiguous: it has a raw close and a back-adjusted '{shown}'",
+                            f"pass --price-basis raw to read the close, or --price-basis adjusted to read '{shown}' "
+                            f"(open, high and low then scaled by {shown} / close)")
+    return declared, adjusted if declared == "adjusted" else None
+
+
+def _numbers(text: pd.Series) -> pd.Series:
+    """Cells as the rules will read them (trimmed), NaN where they are not numbers."""
+    return pd.to_numeric(text.fillna("").astype(str).str.strip(), errors="coerce")
+
+
+def _back_adjust(rows: pd.DataFrame, records: list[tuple[int, list[str]]], column: int) -> None:
+    """Close from the adjusted-close ``column``; open, high and low scaled by adjusted / raw close, as back-adjusting
+    does. A row whose factor does not compute keeps the cell that spoils it, so the rules reject it for that."""
+    cells = {line: row[column] for line, row in records if len(row) > column}
+    adjusted_text = rows["source_line"].map(cells).fillna("").str.replace(",", "").str.strip()
+    adjusted = _numbers(adjusted_text)
+    close = _numbers(rows["close"])
+    factor = adjusted / close.where(close > 0)
+    for col in ("open", "high", "low"):
+        scaled = _numbers(rows[col]) * factor
+        rows[col] = scaled.astype(str).where(scaled.notna(), rows[col])
+    rows["close"] = adjusted_text.where(factor.notna() | adjusted.isna(), rows["close"])
+
+
+def parse_file(path: Path, text: str | None = None, columns: ColumnMap | None = None,
+               price_basis: PriceBasis | None = None) -> ParsedFile:
+    """Parse one raw file (its ``text`` when already read) by ``columns`` when its header has them, else by layout.
+
+    ``price_basis`` is what the user declared (``--price-basis``) for files that do not say it themselves.
+    """
     header, rows = split_records(read_text(path) if text is None else text)
     pos = columns.positions(header) if columns else None
     if pos is not None:
-        return _parse_columns(path, "column-map", rows, pos)
-    _, parser = detect_format(path, header)
-    return parser(path, header, rows)
+        basis, _ = file_price_basis(path, [columns.columns["close"]], price_basis)
+        parsed = _parse_columns(path, "column-map", rows, pos)
+    else:
+        _, parser = detect_format(path, header)
+        basis, adjusted_close = file_price_basis(path, header, price_basis)
+        parsed = parser(path, header, rows)
+        if adjusted_close is not None:
+            _back_adjust(parsed.rows, rows, adjusted_close)
+    parsed.rows["price_basis"] = basis
+    return parsed

@@ -5,19 +5,24 @@ wire validation); this module applies the ingest ones, vectorised over whole fil
 Kept rows carry the names of the flag rules that fired in ``flags`` ('|'-joined),
 rejected rows go to the rejects file with the rule and a reason.
 ``read == clean + flagged + rejected`` holds for every ingest.
+
+Each row carries its source's price basis (raw or back-adjusted, see :mod:`formats`); an
+instrument's stored series is one basis, since splicing one onto the other fakes a jump at
+every bonus or rights issue between them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dse_platform.data.instruments import INDEX_SYMBOLS
-from dse_platform.data.raw_file import RAW_COLUMNS, ParsedFile
+from dse_platform.data.raw_file import DEFAULT_BASIS, RAW_COLUMNS, ParsedFile, PriceBasis
 from dse_platform.data.rules import (
     MIN_TRADING_INSTRUMENTS,
     PRICE_COLS,
@@ -34,13 +39,25 @@ NUMERIC_COLS = [*PRICE_COLS, "volume", "trades", "value_mn", "ycp"]
 SOURCE_PRIORITY = {"dse-eod": 0, "day-end": 1, "investing": 2}
 
 
+@dataclass(frozen=True)
+class BasisClash:
+    """An instrument's rows of one file, all rejected for their price basis, and why."""
+
+    path: Path
+    symbol: str
+    reason: str
+    rows: int
+
+
 @dataclass
 class RuleOutcome:
-    """Kept rows (canonical layout), rejected rows (raw text kept) and the calendar learned."""
+    """Kept rows (canonical layout), rejected rows (raw text kept), the calendar learned, and the files'
+    instruments refused for their price basis."""
 
     kept: pd.DataFrame
     rejects: pd.DataFrame
     calendar: TradingCalendar
+    basis_clashes: list[BasisClash] = field(default_factory=list)
 
 
 def _reject(frame: pd.DataFrame, mask: pd.Series, rule: str, reason: str | pd.Series) -> pd.DataFrame:
@@ -64,6 +81,8 @@ def check_bars(bars: pd.DataFrame, reference: pd.DataFrame, source_format: str,
 
     ``bars`` has the canonical columns and ``source_file``; it goes through `apply_rules` in the
     raw text layout, so folded bars get exactly the flags and rejects ingest would give them.
+    A bar without a ``price_basis`` is raw (the stream carries DSE's traded prices): folded beside a
+    stored bar of an adjusted instrument, both are rejected for ``price_basis_mismatch``.
     """
     text = bars.assign(date=bars["date"].astype(str), source_line=np.arange(1, len(bars) + 1),
                        source_format=source_format, ycp="")
@@ -74,8 +93,33 @@ def check_bars(bars: pd.DataFrame, reference: pd.DataFrame, source_format: str,
     return apply_rules([parsed], reference, today)
 
 
-def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date | None = None) -> RuleOutcome:
-    """Run every rule over the parsed files; ``reference`` maps symbol -> sector, category."""
+def _basis_conflicts(raw: pd.DataFrame, origin: pd.Series, stored: Mapping[str, PriceBasis]) -> pd.Series:
+    """Why each row's price basis clashes ('' where it does not): its instrument comes in both bases in the input
+    (every row of it: neither series is the right one to keep), or the store holds the instrument in the other.
+    ``origin`` names each row's file (its path where two files share a name)."""
+    held = raw["symbol"].map(dict(stored))
+    unlike_store = (held.notna() & (held != raw["price_basis"])).to_numpy(bool)
+    reason = pd.Series("", index=raw.index)
+    reason[unlike_store] = (raw.loc[unlike_store, "symbol"] + " is " + raw.loc[unlike_store, "price_basis"]
+                            + " here but the store holds it " + held[unlike_store])
+    bases = raw.groupby("symbol")["price_basis"].nunique()
+    for symbol in bases.index[bases > 1]:
+        rows = raw["symbol"] == symbol
+        files = origin[rows].groupby(raw.loc[rows, "price_basis"]).unique()
+        for basis in files.index:
+            (other,) = files.index.drop(basis)
+            names = sorted(files[other])
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            reason[rows & (raw["price_basis"] == basis)] = f"{symbol} is {basis} here but {other} in {shown}"
+    return reason
+
+
+def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date | None = None,
+                stored_basis: Mapping[str, PriceBasis] | None = None) -> RuleOutcome:
+    """Run every rule over the parsed files; ``reference`` maps symbol -> sector, category.
+
+    ``stored_basis`` is the price basis the store holds per instrument: rows in the other are refused.
+    """
     today = today or today_dhaka()
     rejects: list[pd.DataFrame] = []
     for parsed in files:
@@ -92,6 +136,21 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
     raw = raw.astype({c: "string" for c in [*NUMERIC_COLS, "date", "symbol"]})
     # the row as read, for the rejects file (column-wise: a row-wise join is ~50 s on the full history)
     raw["raw"] = raw["date"].fillna("").str.cat([raw[c].fillna("") for c in NUMERIC_COLS], sep=",")
+
+    # -- price basis: one per instrument ---------------------------------------------------------
+    raw["price_basis"] = raw["price_basis"].fillna(DEFAULT_BASIS).astype("string")
+    file_no = np.repeat(np.arange(len(files)), [len(p.rows) for p in files])
+    shared = pd.Series([p.path.name for p in files]).duplicated(keep=False)
+    labels = np.array([str(p.path) if same else None for p, same in zip(files, shared, strict=True)], dtype=object)
+    clash = _basis_conflicts(raw, pd.Series(labels[file_no], index=raw.index).fillna(raw["source_file"]),
+                             stored_basis or {})
+    clashing = clash != ""
+    per_file = pd.DataFrame({"file": file_no[clashing.to_numpy()], "symbol": raw.loc[clashing, "symbol"],
+                             "reason": clash[clashing]})
+    basis_clashes = [BasisClash(files[f].path, symbol, reason, n) for (f, symbol), (reason, n)
+                     in per_file.groupby(["file", "symbol"])["reason"].agg(["first", "size"]).iterrows()]
+    rejects.append(_reject(raw, clashing, "price_basis_mismatch", clash))
+    raw = raw.loc[~clashing]
 
     # -- cell parsing ------------------------------------------------------------------------------
     raw["day"] = _parse_dates(raw["date"])
@@ -199,8 +258,9 @@ def apply_rules(files: list[ParsedFile], reference: pd.DataFrame, today: dt.date
         "sector": kept["symbol"].map(reference["sector"]).where(~kept["symbol"].isin(INDEX_SYMBOLS), "Index"),
         "category": kept["symbol"].map(reference["category"]),
         "quality_flags": kept["flags"].astype(str), "source_file": kept["source_file"].astype(str),
+        "price_basis": kept["price_basis"].astype(str),
     }).reset_index(drop=True)
     reject_cols = ["symbol", "date", "source_file", "source_format", "source_line", "raw", "rule", "reason"]
     parts = [r.reindex(columns=reject_cols).astype(object) for r in rejects if len(r)]
     all_rejects = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=reject_cols)
-    return RuleOutcome(kept, all_rejects.astype({"source_line": "Int64"}), calendar)
+    return RuleOutcome(kept, all_rejects.astype({"source_line": "Int64"}), calendar, basis_clashes)

@@ -7,6 +7,7 @@ import gzip
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, cast
 
 import pandas as pd
 
@@ -15,7 +16,14 @@ from dse_platform.errors import PlatformError
 
 #: columns of the raw layout every parser produces (values still text, except line numbers)
 RAW_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume", "trades", "value_mn",
-               "ycp", "source_file", "source_line", "source_format"]
+               "ycp", "source_file", "source_line", "source_format", "price_basis"]
+
+#: what a source's prices are: ``raw``, the prices DSE traded at (its own pages and end-of-day bars), or
+#: ``adjusted``, back-adjusted for bonus/rights issues and splits (prices divided at every corporate action)
+PriceBasis = Literal["raw", "adjusted"]
+PRICE_BASES: tuple[PriceBasis, ...] = ("raw", "adjusted")
+#: the basis of a source that does not declare one, of DSE's own pages, and of a store written before the field
+DEFAULT_BASIS: PriceBasis = "raw"
 
 
 @dataclass
@@ -27,6 +35,16 @@ class ParsedFile:
     rows: pd.DataFrame
     dropped_columns: list[str] = field(default_factory=list)
     truncated_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def parse_price_basis(value: str) -> PriceBasis:
+    """``--price-basis``: refused when it is neither basis, as a typo must not relabel a whole history."""
+    basis = value.strip().lower()
+    if basis not in PRICE_BASES:
+        raise PlatformError(f"--price-basis '{value}' is not raw or adjusted",
+                            "pass --price-basis raw (DSE's traded prices) or --price-basis adjusted "
+                            "(back-adjusted for bonus/rights issues and splits)")
+    return cast(PriceBasis, basis)
 
 
 def read_text(path: Path) -> str:

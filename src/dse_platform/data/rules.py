@@ -56,6 +56,8 @@ RULES: tuple[Rule, ...] = (
     Rule("not_an_object", "reject", _WIRE, "the JSON value is not an object"),
     Rule("unknown_schema_version", "reject", _WIRE, "the record declares a schema version this job cannot read"),
     Rule("truncated_row", "reject", _INGEST, "the CSV line has fewer fields than the header names"),
+    Rule("price_basis_mismatch", "reject", _INGEST,
+         "the instrument comes both raw and back-adjusted (within the input, or against what the store holds)"),
     Rule("bad_symbol", "reject", _WIRE, "the symbol is not a DSE trading code", SYMBOL_PATTERN),
     Rule("bad_date", "reject", _BOTH, "the date does not parse"),
     Rule("bad_number", "reject", _BOTH,

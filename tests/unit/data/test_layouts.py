@@ -150,3 +150,11 @@ def test_cli_prints_refusals_and_exits_1(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "kept 5" in result.output and "refused " in result.output and "sheet.csv" in result.output
     assert (tmp_path / "s" / "quality_report.json").exists()
+
+
+def test_files_with_only_a_header_are_refused_and_the_store_is_untouched(tmp_path: Path) -> None:
+    _write(tmp_path / "in", "ACI.csv", ["Date,Open,High,Low,Close,Volume"])
+    with pytest.raises(PlatformError, match=r"no data rows in .*ACI\.csv") as caught:
+        ingest([tmp_path / "in"], tmp_path / "store", today=TODAY, progress=False)
+    assert "untouched" in caught.value.fix
+    assert not store.exists(tmp_path / "store")
