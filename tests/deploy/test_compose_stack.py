@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from dse_platform.config import PROJECT_DIR
 from dse_platform.deploy import compose_env, engine
@@ -46,7 +48,7 @@ def stack() -> Iterator[tuple[Stack, dict[str, str]]]:
         st.compose("down", "-v", "--remove-orphans")  # what an interrupted run left
         st.build()
         try:
-            st.compose("up", "-d")
+            st.up()
             st.wait_ready(timeout_s=900)
             yield st, compose_env.read(env_file)
         finally:
@@ -112,6 +114,21 @@ def test_mlflow_refuses_requests_without_credentials_and_serves_the_platform_log
     models = httpx.get(url, auth=("admin", env["MLFLOW_ADMIN_PASSWORD"]), timeout=30).raise_for_status().json()
     assert [m["name"] for m in models["registered_models"]] == ["dse-direction"], "first-model logged in and registered"
     assert httpx.get(f"http://127.0.0.1:{env['MLFLOW_HOST_PORT']}/health", timeout=30).status_code == 200
+
+
+def test_kafka_refuses_a_client_without_the_scram_login(stack):
+    """Through the EXTERNAL port a host tool uses: no login gets no metadata, the .env login lists the topics."""
+    _, env = stack
+    servers = f"127.0.0.1:{env['KAFKA_HOST_PORT']}"
+    with pytest.raises(KafkaError):
+        KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=5000, bootstrap_timeout_ms=10000).close()
+    admin = KafkaAdminClient(bootstrap_servers=servers, security_protocol="SASL_PLAINTEXT",
+                             sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="dse",
+                             sasl_plain_password=env["KAFKA_PASSWORD"], request_timeout_ms=10000)
+    try:
+        assert {"dse.bars.v1", "dse.ticks.v1", "dse.predictions.v1", "dse.deadletter.v1"} <= set(admin.list_topics())
+    finally:
+        admin.close()
 
 
 def test_streaming_dag_through_the_rest_api_stores_predictions(stack):

@@ -86,6 +86,20 @@ class Stack:
         """Build every image of the file, each once."""
         self.compose("build", *self.image_builders())
 
+    def up(self) -> None:
+        """Start every service; one whose healthcheck fails on the way is named with its log's tail.
+
+        docker-compose itself only names a container id ("is unhealthy") before giving up.
+        """
+        try:
+            self.compose("up", "-d")
+        except PlatformError as exc:
+            failed = [s for s in self.states() if s.failed]
+            if not failed:
+                raise
+            raise PlatformError("; ".join(f"{s}: {self.logs(s.service)}" for s in failed) + f" ({exc.problem})",
+                                exc.fix) from exc
+
     def states(self) -> list[ContainerState]:
         """Every container of the project, as the engine sees it now."""
         ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"],

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dse_platform.config import PROJECT_DIR
 from dse_platform.deploy.stack import ContainerState, Stack
+from dse_platform.errors import PlatformError
 
 
 def state(status: str, health: str | None = None, exit_code: int = 0, one_shot: bool = False) -> ContainerState:
@@ -32,3 +35,19 @@ def test_one_shot_jobs_come_from_the_compose_file():
 def test_each_image_is_built_by_one_service():
     stack = Stack(PROJECT_DIR / "docker-compose.yml", PROJECT_DIR / ".env.example", "p")
     assert stack.image_builders() == ["kafka", "postgres"]
+
+
+def test_a_failed_up_names_the_unhealthy_service_with_its_log(monkeypatch):
+    """docker-compose only says 'Container "2548a0ce6390" is unhealthy': the error names the service and its log."""
+    stack = Stack(PROJECT_DIR / "docker-compose.yml", PROJECT_DIR / ".env.example", "p")
+
+    def compose(*args, **kwargs):
+        raise PlatformError('`docker-compose up -d` failed (exit 1): Container "2548a0ce6390" is unhealthy.', "fix")
+
+    monkeypatch.setattr(Stack, "compose", lambda self, *a, **k: compose(*a, **k))
+    monkeypatch.setattr(Stack, "states", lambda self: [ContainerState("kafka", "p_kafka_1", "restarting", "unhealthy",
+                                                                      1, False), state("running", "healthy")])
+    monkeypatch.setattr(Stack, "logs", lambda self, service: f"{service}: TypeError: node_dir() missing 1 argument")
+    with pytest.raises(PlatformError, match=r"kafka: restarting, unhealthy: kafka: TypeError: node_dir\(\)") as caught:
+        stack.up()
+    assert "2548a0ce6390" in caught.value.problem and caught.value.fix == "fix"
