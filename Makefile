@@ -53,8 +53,10 @@ test-deps:
 lint: bootstrap
 	$(BIN)/ruff check src dags jobs plugins tests bench
 
+# every benchmark on a private platform (var/bench/platform, free ports; stopped after when started here), a table,
+# bench/results/<UTC timestamp>.json and latest.md; QUICK=1: fewer repeats and smaller data, under 5 minutes
 bench: bootstrap
-	@for b in bench/bench_*.py; do $(BIN)/python $$b; done
+	$(BIN)/python bench/run_all.py $(if $(QUICK),--quick)
 
 down:
 	$(BIN)/dse down

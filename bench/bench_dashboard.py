@@ -28,6 +28,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,9 @@ from dse_platform.serving import database
 sys.path.insert(0, str(PROJECT_DIR))  # the browser helpers the UI tests use: Debian's Chromium, never a download
 from tests.support.browser import chromium, new_page
 from tests.support.platform import free_port, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Figure
 
 PAGES = ("market", "instrument", "model", "pipeline")
 CHALLENGER_SESSIONS = 20
@@ -238,6 +242,58 @@ def report(title: str, sql: dict[str, dict], browser: dict[str, float]) -> None:
             print(f"  full scan on {page}: {scan}")
 
 
+def prepare(rows: int, instruments: int, db_url: str | None = None, reader_url: str | None = None
+            ) -> tuple[dict[str, str], Settings, Engine, Engine]:
+    """Point this process at a dashboard over a filled database: (env, settings, writer, reader)."""
+    home = PROJECT_DIR / "var" / "bench" / "dashboard"
+    home.mkdir(parents=True, exist_ok=True)
+    db_url = db_url or f"sqlite:///{home / f'serving-{rows}.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DSE_")}
+    env.update({"DSE_HOME": str(home / "var"), "DSE_DB_URL": db_url, "DSE_DASHBOARD_PORT": str(free_port()),
+                "DSE_DASHBOARD_REFRESH_S": "0", **({"DSE_DASHBOARD_DB_URL": reader_url} if reader_url else {})})
+    os.environ.update(env)
+    get_settings.cache_clear()
+    settings = get_settings()
+    writer = create_engine(db_url)
+    database.migrate(writer)
+    with writer.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(tables.predictions)).scalar()
+    if stored < rows:
+        fill(writer, rows, instruments)
+        if writer.dialect.name == "postgresql":
+            with writer.begin() as conn:
+                conn.execute(text("ANALYZE"))  # the planner's statistics, as autovacuum would leave them
+    else:
+        print(f"fill: reusing {db_url} ({stored:,} predictions)")
+    return env, settings, writer, connection.engine(settings)
+
+
+def run(quick: bool) -> list[Figure]:
+    """Each page's first render beside its SQL alone (warm), on SQLite; QUICK on 50,000 predictions."""
+    rows, instruments = (50_000, 100) if quick else (1_000_000, 400)
+    saved = dict(os.environ)
+    try:
+        env, settings, _, reader = prepare(rows, instruments)
+        code = "S0000"
+        sql = measure_sql(reader, code)
+        browser = measure_browser(env, settings, code)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+    data = f"{rows:,} production predictions, {instruments} instruments, SQLite"
+    figures = [Figure("dashboard", "first render, no SQL (floor)", "s", data, note=FLOOR)]
+    figures[0].add(browser["floor"])
+    for page in PAGES:
+        alone = Figure("dashboard", f"{page}: its SQL alone (warm)", "s", data,
+                       note=f"{sql[page]['statements']} statements")
+        alone.add(sql[page]["warm_s"])
+        render = Figure("dashboard", f"{page}: first render", "s", data, ceiling=alone.name, goal="< 1.5 s")
+        render.add(browser[page])
+        figures += [alone, render]
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="production predictions")
@@ -246,28 +302,7 @@ def main() -> None:
     parser.add_argument("--reader-url", help="read-only URL of that database (PostgreSQL: the dashboard's role)")
     parser.add_argument("--propose-indexes", action="store_true", help="then add PROPOSED_INDEXES, measure again")
     args = parser.parse_args()
-    home = PROJECT_DIR / "var" / "bench" / "dashboard"
-    home.mkdir(parents=True, exist_ok=True)
-    db_url = args.db_url or f"sqlite:///{home / f'serving-{args.rows}.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DSE_")}
-    env.update({"DSE_HOME": str(home / "var"), "DSE_DB_URL": db_url, "DSE_DASHBOARD_PORT": str(free_port()),
-                "DSE_DASHBOARD_REFRESH_S": "0", **({"DSE_DASHBOARD_DB_URL": args.reader_url} if args.reader_url
-                                                   else {})})
-    os.environ.update(env)
-    get_settings.cache_clear()
-    settings = get_settings()
-    writer = create_engine(db_url)
-    database.migrate(writer)
-    with writer.connect() as conn:
-        stored = conn.execute(select(func.count()).select_from(tables.predictions)).scalar()
-    if stored < args.rows:
-        fill(writer, args.rows, args.instruments)
-        if writer.dialect.name == "postgresql":
-            with writer.begin() as conn:
-                conn.execute(text("ANALYZE"))  # the planner's statistics, as autovacuum would leave them
-    else:
-        print(f"fill: reusing {db_url} ({stored:,} predictions)")
-    reader = connection.engine(settings)
+    env, settings, writer, reader = prepare(args.rows, args.instruments, args.db_url, args.reader_url)
     code = "S0000"
     print(f"\n{args.rows:,} production predictions, {args.instruments} instruments, "
           f"{reader.url.render_as_string(hide_password=True)}")

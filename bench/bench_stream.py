@@ -1,158 +1,294 @@
-"""Streaming job throughput and latency, against a ceiling measured in the same run.
+"""Streaming job throughput and latency, each beside a ceiling measured in the same run.
 
-Needs the services (`dse up`), the jars, a store and a production model (`make demo` leaves
-all of these). Three measurements on this machine, each on fresh topics:
+The job's own query (``job.build_query`` with its ``BatchSink``, model watchers for production and the
+challenger, PostgreSQL and the predictions topic) runs in this process, so Spark's
+StreamingQueryProgress of every micro-batch is read directly: records in and ``durationMs`` per phase.
+Each repeat replays the same range of stored bars into fresh topics and writes into a fresh database.
 
-1. ceiling: Spark's Kafka source into the no-op sink (available-now) over N replayed bars;
-2. the full job (available-now) over the same bars: sustained records/s, and its ratio to 1.;
-3. latency at 1,000 records/s: a paced producer stamps ``produced_at``; the job's
-   processing-time trigger scores them; produce-to-committed-row latency is
-   ``scored_at - produced_at`` of each stored prediction, reported as p50/p99.
+1. ceiling: Spark's Kafka source into the no-op sink over those records (available-now, the job's
+   maxOffsetsPerTrigger);
+2. a bare stateful operator: the same source grouped by key into ``applyInPandasWithState`` with an
+   identity function, into the no-op sink: what Spark's Python state machinery costs by itself;
+3. the full job over the same records: sustained records/s = records over ``triggerExecution`` of the
+   micro-batches after the first (which starts the Python workers and fills empty state);
+4. latency at 1,000 records/s: the job on its processing-time trigger, a paced producer stamping
+   ``produced_at``; produce-to-committed-row latency is when this process first sees each prediction
+   in the database (polled every 50 ms) minus ``produced_at``; beside it, the duration of a
+   micro-batch of one record (what every micro-batch costs however little it holds).
 
-Goals (issue 5): sustained >= 10% of the ceiling; p50 <= 500 ms, p99 <= 1,000 ms at 1k rec/s.
-Never part of CI.
+Never part of CI; figures are never asserted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from sqlalchemy import text
 
 from dse_platform.config import Settings, get_settings
-from dse_platform.runtime import spark
+from dse_platform.contracts.tables import CHALLENGER
+from dse_platform.data import store
 from dse_platform.serving import database, job
+from dse_platform.serving.sink import BatchSink
+from dse_platform.serving.watcher import ModelWatcher
 from dse_platform.streams import kafka_io, replay
 
-BENCH_START, BENCH_END = dt.date(2022, 1, 1), dt.date(2025, 8, 25)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Figure, fresh_database, platform
+
+END = dt.date(2025, 8, 25)
+#: replayed range: QUICK ~75k bars (a full micro-batch warming the state, then one counted), full ~210k
+START = {True: dt.date(2025, 1, 1), False: dt.date(2023, 6, 1)}
+RATE = 1_000
+POLL_S = 0.05
 
 
-def _topics(settings: Settings) -> Settings:
+def _fresh(settings: Settings) -> Settings:
+    """Settings on new topics and a new database, with the job's own micro-batch size."""
     tag = uuid.uuid4().hex[:6]
-    cfg = settings.model_copy(update={"bars_topic": f"bench-bars-{tag}", "ticks_topic": f"bench-ticks-{tag}",
-                                      "predictions_topic": f"bench-pred-{tag}",
-                                      "deadletter_topic": f"bench-dead-{tag}"})
+    cfg = settings.model_copy(update={
+        "bars_topic": f"bench-bars-{tag}", "ticks_topic": f"bench-ticks-{tag}",
+        "predictions_topic": f"bench-pred-{tag}", "deadletter_topic": f"bench-dead-{tag}",
+        "db_url": fresh_database(settings)})
     kafka_io.ensure_topics(cfg)
     return cfg
 
 
-def _env(cfg: Settings, tmp: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "PYSPARK_PYTHON": sys.executable, "DSE_BARS_TOPIC": cfg.bars_topic,
-            "DSE_TICKS_TOPIC": cfg.ticks_topic, "DSE_PREDICTIONS_TOPIC": cfg.predictions_topic,
-            "DSE_DEADLETTER_TOPIC": cfg.deadletter_topic, "DSE_DB_URL": f"sqlite:///{tmp / 'serving.db'}",
-            "DSE_STREAM_CHECKPOINT": str(tmp / "checkpoint"), **extra}
+def _source(spark, cfg: Settings):
+    return (spark.readStream.format("kafka").options(**kafka_io.spark_options(cfg))
+            .option("subscribe", cfg.bars_topic).option("startingOffsets", "earliest")
+            .option("maxOffsetsPerTrigger", str(cfg.stream_max_offsets)).load())
 
 
-def ceiling(cfg: Settings, records: int) -> float:
-    """Records/s of the Kafka source into Spark's no-op sink over the topic."""
-    spark = job.spark_session(cfg, "dse-bench-ceiling")
-    with tempfile.TemporaryDirectory() as tmp:
-        frame = (spark.readStream.format("kafka").options(**kafka_io.spark_options(cfg))
-                 .option("subscribe", cfg.bars_topic).option("startingOffsets", "earliest")
-                 .option("maxOffsetsPerTrigger", str(cfg.stream_max_offsets)).load())
-        started = time.perf_counter()
-        query = (frame.writeStream.format("noop").option("checkpointLocation", tmp).trigger(availableNow=True)
-                 .start())
-        query.awaitTermination()
-        seconds = time.perf_counter() - started
-    spark.stop()
-    return records / seconds
+def sustained(progress: list[dict]) -> float:
+    """Records/s over the micro-batches that read records, the first left out when there are others."""
+    batches = [p for p in progress if p["numInputRows"] > 0]
+    counted = batches[1:] if len(batches) > 1 else batches
+    seconds = sum(p["durationMs"]["triggerExecution"] for p in counted) / 1000
+    return sum(p["numInputRows"] for p in counted) / seconds
 
 
-def full_job(cfg: Settings, tmp: Path) -> tuple[float, int]:
-    """Sustained records/s of the whole job, from its per-batch log lines (startup excluded)."""
-    proc = subprocess.run(spark.submit_command(cfg, "--trigger", "available-now"), env=_env(cfg, tmp),
-                          capture_output=True, text=True, check=True)
-    batches = re.findall(r"batch \d+: (\d+) in, .* (\d+) ms", proc.stderr)
-    rows = sum(int(n) for n, _ in batches)
-    seconds = sum(int(ms) for _, ms in batches) / 1000
-    stamps = re.findall(r"^(\S+ \S+),\d+ dse.stream WARNING batch", proc.stderr, re.M)
-    if len(stamps) >= 2:
-        first = dt.datetime.fromisoformat(stamps[0])
-        seconds = max(seconds, (dt.datetime.fromisoformat(stamps[-1]) - first).total_seconds())
-    return rows / seconds, len(batches)
+def _available_now(writer, checkpoint: Path) -> list[dict]:
+    query = writer.option("checkpointLocation", str(checkpoint)).trigger(availableNow=True).start()
+    query.awaitTermination()
+    if query.exception():
+        raise SystemExit(f"bench_stream: the query failed: {query.exception()}")
+    return list(query.recentProgress)
 
 
-def latency(cfg: Settings, tmp: Path, rate: int = 1000, seconds: int = 60, symbols: int = 400) -> np.ndarray:
-    """Produce-to-committed-row latency (ms) of predictions at ``rate`` records/s."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    env = _env(cfg, tmp, DSE_STREAM_INTERVAL_S="0")
-    job = subprocess.Popen(spark.submit_command(cfg), env=env, stdout=subprocess.DEVNULL,
-                           stderr=open(tmp / "job.log", "w"), start_new_session=True)  # noqa: SIM115
-    prod = kafka_io.BulkProducer(cfg, client_id="bench-latency")
+def ceiling(spark, cfg: Settings, tmp: Path) -> float:
+    """Records/s of the Kafka source into Spark's no-op sink."""
+    return sustained(_available_now(_source(spark, cfg).writeStream.format("noop"), tmp / "ceiling"))
+
+
+def bare_stateful(spark, cfg: Settings, tmp: Path) -> float:
+    """Records/s of the Kafka source through applyInPandasWithState with an identity function."""
+    from pyspark.sql.streaming.state import GroupStateTimeout
+
+    def identity(_key: tuple, frames: Iterator[pd.DataFrame], _state) -> Iterator[pd.DataFrame]:
+        yield from frames
+
+    rows = _source(spark, cfg).selectExpr("CAST(key AS STRING) AS key", "value", "topic", "partition", "offset")
+    grouped = rows.groupBy("key").applyInPandasWithState(
+        identity, "key string, value binary, topic string, partition int, offset long", "n long", "append",
+        GroupStateTimeout.NoTimeout)
+    return sustained(_available_now(grouped.writeStream.format("noop"), tmp / "stateful"))
+
+
+class Job:
+    """The streaming job's query in this process, wired as `job.run` wires it, for Spark's progress."""
+
+    def __init__(self, spark, cfg: Settings, checkpoint: Path) -> None:
+        self.cfg = cfg.model_copy(update={"stream_checkpoint_override": checkpoint})
+        engine = database.engine(self.cfg)
+        self.watchers = [ModelWatcher(self.cfg, engine).start(),
+                         ModelWatcher(self.cfg, engine, role=CHALLENGER).start()]
+        sink = BatchSink(self.cfg, self.watchers[0], engine, kafka_io.BulkProducer(self.cfg, "bench-stream"),
+                         challenger=self.watchers[1])
+        calendar = store.read_calendar(self.cfg.store_dir)
+        self.query = job.build_query(spark, self.cfg, calendar, sink).start()
+
+    def stop(self) -> list[dict]:
+        if self.query.isActive:
+            self.query.stop()
+        for watcher in self.watchers:
+            watcher.stop()
+        return list(self.query.recentProgress)
+
+
+def full_job(spark, cfg: Settings, tmp: Path) -> list[dict]:
+    """Progress of the whole job over what the topic holds (available-now)."""
+    run = Job(spark, cfg.model_copy(update={"stream_trigger": "available-now"}), tmp / "full")
+    run.query.awaitTermination()
+    if run.query.exception():
+        raise SystemExit(f"bench_stream: the streaming job failed: {run.query.exception()}")
+    return run.stop()
+
+
+def _bar(code: str, day: dt.date, close: float, produced_at: int) -> bytes:
+    return json.dumps({"symbol": code, "date": day.isoformat(), "open": close, "high": round(close * 1.01, 2),
+                       "low": round(close * 0.99, 2), "close": close, "volume": 1000.0, "trades": 10,
+                       "value_mn": None, "source": "bench", "produced_at": produced_at}).encode()
+
+
+def latency(spark, cfg: Settings, tmp: Path, seconds: float, symbols: int = 400) -> tuple[np.ndarray, list[float]]:
+    """Produce-to-committed-row latencies (ms) at RATE records/s, and the durations (ms) of one-record batches."""
+    run = Job(spark, cfg.model_copy(update={"stream_trigger": "processing-time", "stream_interval_s": 0.0}),
+              tmp / "latency")
+    engine = database.engine(cfg)
+    producer = kafka_io.BulkProducer(cfg, client_id="bench-latency")
     rng = np.random.default_rng(3)
     codes = [f"BENCH{i:03d}" for i in range(symbols)]
     price = dict.fromkeys(codes, 100.0)
     day = dt.date(2010, 1, 3)
 
-    def send_day(stamp: bool) -> None:
-        for code in codes:
-            price[code] *= float(np.exp(rng.normal(0, 0.02)))
-            close = round(price[code], 2)
-            value = {"symbol": code, "date": day.isoformat(), "open": close, "high": round(close * 1.01, 2),
-                     "low": round(close * 0.99, 2), "close": close, "volume": float(rng.integers(1, 10_000)),
-                     "trades": 10, "value_mn": None, "source": "bench",
-                     "produced_at": int(time.time() * 1000) if stamp else 0}
-            prod.send(cfg.bars_topic, code, json.dumps(value).encode())
-            if stamp:
-                time.sleep(1 / rate)
+    def send(code: str, stamp: int) -> None:
+        price[code] = round(price[code] * float(np.exp(rng.normal(0, 0.02))), 2)
+        producer.send(cfg.bars_topic, code, _bar(code, day, price[code], stamp))
 
     try:
-        for _ in range(60):  # warm-up: a full lookback for every instrument
-            send_day(False)
+        for _ in range(60):  # a full lookback for every instrument, so the paced bars are scored
+            for code in codes:
+                send(code, 0)
             day += dt.timedelta(days=1)
-        prod.flush_or_fail()
-        engine = database.engine(Settings(_env_file=None, db_url=env["DSE_DB_URL"]))
+        producer.flush_or_fail()
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            time.sleep(2)
-            try:
-                done = database.read_frame(engine, "SELECT count(*) AS n FROM predictions")["n"][0]
-            except Exception:  # the job has not created its tables yet
-                continue
-            if done >= symbols * 10:
-                break
+        warm = Committed(engine, 0)
+        while len(warm.seen) < symbols * 5 and time.monotonic() < deadline:
+            warm.poll()
+            time.sleep(1)
         started_ms = int(time.time() * 1000)
+        committed = Committed(engine, started_ms)
         end = time.monotonic() + seconds
+        sent = 0
+        next_poll = 0.0
         while time.monotonic() < end:
-            send_day(True)
+            for code in codes:
+                target = started_ms / 1000 + sent / RATE
+                pause = target - time.time()
+                if pause > 0:
+                    time.sleep(pause)
+                send(code, int(time.time() * 1000))
+                sent += 1
+                if time.monotonic() >= next_poll:
+                    committed.poll()
+                    next_poll = time.monotonic() + POLL_S
             day += dt.timedelta(days=1)
-            prod.flush_or_fail()
-        time.sleep(15)
-        frame = database.read_frame(engine, "predictions")
+        producer.flush_or_fail()
+        deadline = time.monotonic() + 120
+        while len(committed.seen) < sent and time.monotonic() < deadline:
+            committed.poll()
+            time.sleep(POLL_S)
+        last = run.query.lastProgress
+        before = last["batchId"] if last else -1
+        for _ in range(5):  # micro-batches of one record each
+            send(codes[0], int(time.time() * 1000))
+            producer.flush_or_fail()
+            day += dt.timedelta(days=1)
+            time.sleep(3)
     finally:
-        os.killpg(job.pid, signal.SIGTERM)
-        job.wait(60)
-    frame = frame[frame["produced_at"] >= started_ms]
-    scored = frame["scored_at"].map(lambda t: t.timestamp() * 1000)
-    return (scored - frame["produced_at"]).to_numpy(float)
+        progress = run.stop()
+    empty = [p["durationMs"]["triggerExecution"] for p in progress if p["batchId"] > before and p["numInputRows"] == 1]
+    return committed.latencies(), empty
+
+
+class Committed:
+    """Predictions as this process first sees them committed: (symbol, date, produced_at) -> epoch ms seen."""
+
+    QUERY = text("SELECT symbol, date, produced_at FROM predictions WHERE role = 'production' "
+                 "AND produced_at >= :since")
+
+    def __init__(self, engine, started_ms: int) -> None:
+        self.engine, self.started_ms = engine, started_ms
+        self.seen: dict[tuple, float] = {}
+        self.newest = started_ms
+
+    def poll(self) -> None:
+        # a micro-batch commits every partition up to its end offsets, so rows produced well before the newest
+        # seen one are seen already: 5 s of margin for a lagging partition keeps each poll small
+        since = max(self.started_ms, self.newest - 5_000)
+        with self.engine.connect() as conn:
+            rows = conn.execute(self.QUERY, {"since": since}).fetchall()
+        now = time.time() * 1000
+        for key in rows:
+            self.seen.setdefault(tuple(key), now)
+            self.newest = max(self.newest, key[2])
+
+    def latencies(self) -> np.ndarray:
+        return np.array([at - key[2] for key, at in self.seen.items()], dtype=float)
+
+
+def run(quick: bool) -> list[Figure]:
+    """Throughput beside its two ceilings, then latency beside a one-record micro-batch."""
+    settings = get_settings()
+    start = START[quick]
+    repeats = 1 if quick else 3
+    spark = job.spark_session(settings, "dse-bench-stream")
+    spark.sparkContext.setLogLevel("WARN")
+    figures: dict[str, Figure] = {}
+    try:
+        for _ in range(repeats):
+            cfg = _fresh(settings)
+            sent = replay.replay(cfg, start, END, progress=False, echo=lambda _: None).bars
+            data = (f"{sent:,} replayed bars ({start}..{END}), micro-batches of {cfg.stream_max_offsets:,}, "
+                    f"{cfg.stream_shuffle_partitions} state partitions, PostgreSQL")
+            with tempfile.TemporaryDirectory() as folder:
+                tmp = Path(folder)
+                top = ceiling(spark, cfg, tmp)
+                bare = bare_stateful(spark, cfg, tmp)
+                progress = full_job(spark, cfg, tmp)
+            figures.setdefault("ceiling", Figure("stream", "Kafka source -> no-op sink", "records/s", data)).add(top)
+            figures.setdefault("bare", Figure(
+                "stream", "bare applyInPandasWithState (identity) -> no-op", "records/s", data,
+                ceiling="Kafka source -> no-op sink")).add(bare)
+            figures.setdefault("full", Figure(
+                "stream", "full job sustained", "records/s", data, ceiling="Kafka source -> no-op sink",
+                goal=">= 10% of the ceiling and >= 25,000 records/s")).add(sustained(progress))
+            figures.setdefault("vs_bare", Figure(
+                "stream", "full job sustained (vs bare stateful)", "records/s", data,
+                ceiling="bare applyInPandasWithState (identity) -> no-op")).add(sustained(progress))
+            counted = [p for p in progress if p["numInputRows"] > 0][1:] or progress
+            for phase in ("addBatch", "latestOffset", "queryPlanning", "walCommit", "commitOffsets"):
+                per_50k = [p["durationMs"].get(phase, 0) / p["numInputRows"] * 50 for p in counted]
+                figures.setdefault(phase, Figure(
+                    "stream", f"full job micro-batch phase {phase}", "s per 50k records", data,
+                    note="addBatch holds parse, state, features, scoring, upserts, publish")).add(np.mean(per_50k))
+        cfg = _fresh(settings)
+        seconds, symbols = (10, 200) if quick else (60, 400)
+        with tempfile.TemporaryDirectory() as folder:
+            lat, empty = latency(spark, cfg, Path(folder), seconds, symbols)
+        data = f"{len(lat):,} predictions at {RATE:,} records/s for {seconds} s, {symbols} instruments, PostgreSQL"
+        one = Figure("stream", "micro-batch of one record", "ms", "5 batches of 1 record, after the paced run")
+        for ms in empty:
+            one.add(ms)
+        p50 = Figure("stream", "produce-to-committed-row latency p50", "ms", data, ceiling=one.name,
+                     goal="<= 500 ms", note=f"seen by polling every {POLL_S * 1000:.0f} ms")
+        p99 = Figure("stream", "produce-to-committed-row latency p99", "ms", data, ceiling=one.name,
+                     goal="<= 1,000 ms", note=f"seen by polling every {POLL_S * 1000:.0f} ms")
+        if len(lat):
+            p50.add(np.percentile(lat, 50))
+            p99.add(np.percentile(lat, 99))
+        return [*figures.values(), one, p50, p99]
+    finally:
+        spark.stop()
 
 
 def main() -> None:
-    settings = get_settings()
-    with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)
-        cfg = _topics(settings)
-        sent = replay.replay(cfg, BENCH_START, BENCH_END, progress=False, echo=lambda _: None).bars
-        top = ceiling(cfg, sent)
-        rate, batches = full_job(cfg, tmp / "full")
-        print(f"ceiling (Kafka source -> no-op sink, {sent:,} bars): {top:,.0f} records/s")
-        print(f"full job ({batches} micro-batches): {rate:,.0f} records/s = {rate / top:.1%} of the ceiling "
-              f"(goal >= 10%: {'met' if rate >= 0.1 * top else 'not met'})")
-        lat = latency(_topics(settings), tmp / "latency")
-        p50, p99 = np.percentile(lat, [50, 99])
-        print(f"latency at 1,000 records/s ({len(lat):,} predictions): p50 {p50:,.0f} ms, p99 {p99:,.0f} ms "
-              f"(goals 500 / 1,000 ms: {'met' if p50 <= 500 and p99 <= 1000 else 'not met'})")
+    quick = "--quick" in sys.argv
+    with platform():
+        for figure in run(quick):
+            s = figure.summary()
+            print(f"{figure.name:<60} {s.get('median', float('nan')):>12,.1f} {figure.unit} "
+                  f"(load {figure.loads[-1] if figure.loads else float('nan'):.1f})")
 
 
 if __name__ == "__main__":
