@@ -50,6 +50,11 @@ def transient_db_error(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
+
+def _ready(bars: pd.DataFrame) -> pd.DataFrame:
+    """The bars whose features are complete (``valid`` true; missing counts as not ready)."""
+    return bars[bars["valid"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
+
 class BatchSink:
     """foreachBatch body: score (production, and the challenger in shadow), upsert everything, publish, log a line.
 
@@ -112,7 +117,7 @@ class BatchSink:
             if not late_bad.empty:
                 bad = pd.concat([bad, late_bad], ignore_index=True)
             database.upsert(conn, tables.bars, bars[BAR_COLUMNS])
-            ready = bars[bars["valid"].fillna(False).astype(bool)]
+            ready = _ready(bars)
             database.upsert(conn, tables.features, pd.DataFrame({
                 "symbol": ready["symbol"], "date": ready["date"], "feature_version": features.FEATURE_VERSION,
                 "values": ready["features"]}))
@@ -127,7 +132,7 @@ class BatchSink:
         A production fault fails the batch (retried by the supervisor's restart); a challenger fault only
         drops the shadow rows.
         """
-        ready = bars[bars["valid"].fillna(False).astype(bool)]
+        ready = _ready(bars)
         frames = []
         for role, loaded in models.items():
             if loaded is None or ready.empty:
