@@ -38,11 +38,11 @@ def test_each_image_is_built_by_one_service():
 
 
 def test_a_failed_up_names_the_unhealthy_service_with_its_log(monkeypatch):
-    """docker-compose only says 'Container "2548a0ce6390" is unhealthy': the error names the service and its log."""
+    """docker-compose only names the container's id ("is unhealthy"): the error names the service and its log."""
     stack = Stack(PROJECT_DIR / "docker-compose.yml", PROJECT_DIR / ".env.example", "p")
 
     def compose(*args, **kwargs):
-        raise PlatformError('`docker-compose up -d` failed (exit 1): Container "2548a0ce6390" is unhealthy.', "fix")
+        raise PlatformError('`docker-compose up -d` failed (exit 1): Container "kafka-container" is unhealthy.', "fix")
 
     monkeypatch.setattr(Stack, "compose", lambda self, *a, **k: compose(*a, **k))
     monkeypatch.setattr(Stack, "states", lambda self: [ContainerState("kafka", "p_kafka_1", "restarting", "unhealthy",
@@ -50,4 +50,4 @@ def test_a_failed_up_names_the_unhealthy_service_with_its_log(monkeypatch):
     monkeypatch.setattr(Stack, "logs", lambda self, service: f"{service}: TypeError: node_dir() missing 1 argument")
     with pytest.raises(PlatformError, match=r"kafka: restarting, unhealthy: kafka: TypeError: node_dir\(\)") as caught:
         stack.up()
-    assert "2548a0ce6390" in caught.value.problem and caught.value.fix == "fix"
+    assert "kafka-container" in caught.value.problem and caught.value.fix == "fix"

@@ -91,7 +91,7 @@ def test_sasl_is_off_for_one_broker_and_on_for_the_three_broker_cluster(make_set
 
 def test_with_sasl_the_client_and_broker_listener_takes_scram_only(make_settings):
     settings = make_settings(host="127.0.0.7", kafka_port=19092, kafka_controller_port=19093, kafka_sasl=True,
-                             kafka_password="s3cret-for-test")
+                             kafka_password="s3cret-for-test")  # pragma: allowlist secret
     props = _props(settings)
     assert props["listeners"] == "SASL_PLAINTEXT://127.0.0.7:19092,CONTROLLER://127.0.0.7:19093"
     assert props["advertised.listeners"] == "SASL_PLAINTEXT://127.0.0.7:19092"
@@ -103,7 +103,7 @@ def test_with_sasl_the_client_and_broker_listener_takes_scram_only(make_settings
     broker.write_config(settings)
     jaas = broker.jaas_path(settings)
     assert jaas.stat().st_mode & 0o777 == 0o600
-    assert 'username="dse" password="s3cret-for-test";' in jaas.read_text()
+    assert 'username="dse" password="s3cret-for-test";' in jaas.read_text()  # pragma: allowlist secret
     assert jaas.read_text().startswith("KafkaServer {")
 
 

@@ -10,6 +10,8 @@ from dse_platform import credentials
 from dse_platform.config import Settings
 from dse_platform.streams import kafka_io
 
+PASSWORD = "pw-1"  # pragma: allowlist secret
+
 
 @pytest.fixture
 def make_settings(monkeypatch, tmp_path):
@@ -27,15 +29,15 @@ def test_without_sasl_clients_only_get_the_bootstrap_list(make_settings):
 
 def test_with_sasl_every_client_kind_logs_in_with_scram(make_settings):
     settings = make_settings(kafka_bootstrap="kafka:9092", kafka_sasl=True, kafka_username="svc",
-                             kafka_password="pw-1")
+                             kafka_password=PASSWORD)
     assert kafka_io.client_config(settings, "kafka-2:9092") == {
         "bootstrap_servers": "kafka-2:9092", "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "svc", "sasl_plain_password": "pw-1"}
+        "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "svc", "sasl_plain_password": PASSWORD}
     assert kafka_io.librdkafka_config(settings)["sasl.username"] == "svc"
     options = kafka_io.spark_options(settings)
     assert options["kafka.security.protocol"] == "SASL_PLAINTEXT"
     assert options["kafka.sasl.jaas.config"] == (
-        'org.apache.kafka.common.security.scram.ScramLoginModule required username="svc" password="pw-1";')
+        f'org.apache.kafka.common.security.scram.ScramLoginModule required username="svc" password="{PASSWORD}";')
 
 
 def test_the_local_cluster_login_is_generated_once_and_read_by_clients(make_settings):
