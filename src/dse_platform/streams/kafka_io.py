@@ -2,8 +2,8 @@
 
 Topic creation with the configured partitions/replication and no-loss producers
 (acks=all, idempotence, unbounded retries within a delivery timeout). Every client
-connects through the one login of :func:`java_client_properties` and its translations
-(kafka-python, librdkafka, Spark's source), so turning SASL on reaches all of them.
+takes the one login of ``Settings.kafka_credentials`` in its own dialect (Java properties,
+Spark's options, kafka-python, librdkafka), so turning SASL on reaches all of them.
 What the records hold is defined in :mod:`dse_platform.contracts.records`.
 """
 
