@@ -43,7 +43,9 @@ from dse_platform.serving.watcher import ModelWatcher
 from dse_platform.streams import kafka_io, replay
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Figure, fresh_database, platform
+from harness import Figure, platform
+
+from tests.support.platform import fresh_database
 
 END = dt.date(2025, 8, 25)
 #: replayed range: QUICK ~75k bars (a full micro-batch warming the state, then one counted), full ~210k

@@ -26,6 +26,9 @@ from pathlib import Path
 from dse_platform.config import PROJECT_DIR, Settings, get_settings
 from dse_platform.runtime import jars
 
+sys.path.insert(0, str(PROJECT_DIR))  # the tests' own helpers: free ports, a fresh serving database per measurement
+from tests.support.platform import free_port
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 #: the benchmarks' own platform: its store, MLflow registry and database survive between runs, so only the
@@ -110,12 +113,6 @@ def versions(settings: Settings) -> dict[str, str]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def platform_env(ports: dict[str, str]) -> dict[str, str]:
     """The environment of the benchmarks' platform: its own home and ports, PostgreSQL, no Airflow."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DSE_")}
@@ -159,7 +156,7 @@ def platform(echo: Callable[[str], None] = print) -> Iterator[Settings]:
     env = platform_env(ports)
     started = False
     if not ports or dse(env, "status", timeout=120).returncode != 0:
-        ports = {name: str(_free_port()) for name in PORT_SETTINGS}
+        ports = {name: str(free_port()) for name in PORT_SETTINGS}
         PORTS_FILE.write_text(json.dumps(ports, indent=1))
         env = platform_env(ports)
         echo(f"bench: starting a private platform under {HOME} (dse up --no-airflow; log {HOME / 'bench.log'})")
@@ -252,27 +249,3 @@ def write(figures: list[Figure], quick: bool, started: dt.datetime, settings: Se
              f"Raw values: `{path.relative_to(PROJECT_DIR)}`.", ""]
     (RESULTS_DIR / "latest.md").write_text("\n".join(lines))
     return path
-
-
-def fresh_database(settings: Settings) -> str:
-    """A new, migrated serving database on the bench platform's PostgreSQL, owned by the application role.
-
-    Each measurement writes into an empty database, so no run finds rows an earlier one stored.
-    """
-    import uuid
-
-    import psycopg2
-
-    from dse_platform import credentials
-    from dse_platform.serving import database
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = settings.local_postgres_url("superuser_password", credentials.POSTGRES_SUPERUSER, "postgres")
-    conn = psycopg2.connect(admin.replace("+psycopg2", ""))
-    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name} OWNER {credentials.POSTGRES_APP_ROLE}")
-    conn.close()
-    url = settings.local_postgres_url("app_password", credentials.POSTGRES_APP_ROLE, name)
-    database.migrate(database.engine(settings.model_copy(update={"db_url": url})))
-    return url

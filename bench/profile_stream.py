@@ -40,7 +40,9 @@ from dse_platform.serving.watcher import LoadedModel
 from dse_platform.streams import kafka_io, replay
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Figure, fresh_database, platform
+from harness import Figure, platform
+
+from tests.support.platform import fresh_database
 
 BATCH = 50_000
 #: Spark hands mapInPandas Arrow batches of this many rows (spark.sql.execution.arrow.maxRecordsPerBatch)

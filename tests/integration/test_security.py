@@ -105,6 +105,8 @@ def test_a_pickled_model_moved_to_production_is_refused_unopened_and_the_last_go
     good version's signature and tags, then moved to the alias the stream follows."""
     _, target = shipped_store
     counts = store.read_bars(target, columns=["symbol", "date"]).groupby("symbol").size()
+    # a small logistic-regression model and a half-second poll: what is tested is the watcher's refusal, not the
+    # training, and the alias move is seen within a second (the default poll is the stream's, not the property's)
     cfg = platform.model_copy(update={
         "store_dir_override": target, "model_name": f"pickle-{uuid.uuid4().hex[:8]}", "train_folds": 2,
         "train_test_sessions": 60, "train_recipe": "logreg", "stream_model_poll_s": 0.5,
