@@ -24,18 +24,23 @@ from tests.support.platform import free_port
 UTC = dt.UTC
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.services)])
-def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.services),
+                        pytest.param("postgres-copy", marks=pytest.mark.services)])
+def db(request: pytest.FixtureRequest, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """A serving database with the schema: a fresh SQLite file, or the session platform's PostgreSQL.
 
+    ``postgres-copy`` runs the same tests through the COPY path (taken from ``database.COPY_ROWS`` rows up, a
+    micro-batch's size) by lowering that threshold to one row, so every row here goes the way a micro-batch does.
     The pool is emptied afterwards: an idle pooled connection would hold up PostgreSQL's shutdown at `dse down`.
     """
-    if request.param == "postgres":
+    if request.param == "postgres-copy":
+        monkeypatch.setattr(database, "COPY_ROWS", 1)
+    if request.param.startswith("postgres"):
         settings = request.getfixturevalue("platform")
     else:
         settings = Settings(_env_file=None, home=tmp_path / "not-yet-there", db_backend="sqlite", db_url=None)
     eng = database.engine(settings)
-    assert eng.dialect.name == {"sqlite": "sqlite", "postgres": "postgresql"}[request.param]
+    assert eng.dialect.name == {"sqlite": "sqlite"}.get(request.param, "postgresql")
     database.migrate(eng)
     yield eng
     eng.dispose()
@@ -172,6 +177,26 @@ def test_dead_letters_keep_raw_bytes_exactly(db: Engine, tag: str) -> None:
     assert all(isinstance(raw, bytes) for raw in again["raw"].dropna())
     assert again["offset"].tolist() == [0, 7, 2**40]
     assert again["field"].tolist() == [None, None, "value"]
+
+
+def test_hostile_text_and_extreme_numbers_round_trip(db: Engine, tag: str) -> None:
+    """What COPY's text format escapes (tabs, newlines, backslashes, a literal \\N), kept exactly on every path."""
+    texts = ["tab\tin", "line\nbreak\r\n", "back\\slash", "\\N", "", "\\x41", "ঢাকা \u00e9 \"quoted\", 'x'",
+             "comma, semicolon; pipe|"]
+    rows = [{"topic": f"{tag}.{i}", "partition": i, "offset": -1 if i else 2**62, "raw": text.encode(),
+             "reason": text, "field": text or None} for i, text in enumerate(texts)]
+    database.upsert(db, dead_letters, rows)
+    stored = database.read_frame(db, select(dead_letters).where(dead_letters.c.topic.like(f"{tag}.%"))
+                                 .order_by(dead_letters.c.partition))
+    assert stored["reason"].tolist() == texts
+    assert stored["field"].tolist() == [t or None for t in texts]
+    assert stored["raw"].tolist() == [t.encode() for t in texts]
+    assert stored["offset"].tolist() == [2**62] + [-1] * (len(texts) - 1)
+    extremes = [5e-324, 1.7976931348623157e308, 0.1 + 0.2, -0.0, 1 / 3]
+    frame = bar_frame(tag).iloc[[0] * len(extremes)].assign(
+        date=[dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(len(extremes))], close=extremes)
+    database.upsert(db, bars, frame)
+    assert read_bars(db, tag)["close"].tolist() == extremes  # bit for bit: a score must not move in storage
 
 
 def test_events_are_read_newest_first(db: Engine, tag: str) -> None:

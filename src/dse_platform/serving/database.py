@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import io
 import json
 import logging
 import math
@@ -29,20 +30,28 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    Boolean,
     Connection,
     Date,
     Engine,
     Executable,
+    Float,
+    Integer,
+    LargeBinary,
     Table,
+    TypeDecorator,
     create_engine,
+    literal,
     or_,
     select,
     text,
 )
+from sqlalchemy import column as sa_column
 from sqlalchemy import event as sa_event
+from sqlalchemy import table as sa_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from dse_platform.config import Settings
@@ -164,6 +173,21 @@ def _as_date(value: Any) -> dt.date | None:
     return dt.date.fromisoformat(value)
 
 
+def _known(table: Table, names: list[str]) -> None:
+    unknown = sorted(set(names) - set(table.c.keys()))
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {', '.join(unknown)}")
+
+
+def _columns(table: Table, names: list[str]) -> list[str]:
+    """The primary-key columns the rows name, after refusing columns the table lacks and missing key columns."""
+    _known(table, names)
+    missing = sorted(c.name for c in table.primary_key.columns if c.name not in names and c.server_default is None)
+    if missing:
+        raise ValueError(f"rows for {table.name} lack key column(s) {', '.join(missing)}")
+    return [c.name for c in table.primary_key.columns if c.name in names]
+
+
 def _records(table: Table, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> tuple[list[str], list[dict]]:
     """The rows as plain dicts over one column list (a key missing from some rows is NULL there)."""
     if isinstance(rows, pd.DataFrame):
@@ -172,14 +196,19 @@ def _records(table: Table, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> 
     else:
         names = list(dict.fromkeys(k for row in rows for k in row))
         columns = [[row.get(n) for row in rows] for n in names]
-    unknown = sorted(set(names) - set(table.c.keys()))
-    if unknown:
-        raise ValueError(f"{table.name} has no column(s) {', '.join(unknown)}")
+    _known(table, names)
     cleaned = [
         [_as_date(_plain(v)) for v in values] if isinstance(table.c[name].type, Date) else [_plain(v) for v in values]
         for name, values in zip(names, columns, strict=True)
     ]
     return names, [dict(zip(names, values, strict=True)) for values in zip(*cleaned, strict=True)]
+
+
+#: from this many rows a PostgreSQL upsert streams them with COPY into a temporary table and merges that in one
+#: INSERT ... SELECT ... ON CONFLICT: binding the 200,000 parameter rows of a 50,000-bar micro-batch took ~15 s
+#: (bench/profile_stream.py), COPY of text built column by column a fraction of it; below it, one multi-row
+#: statement is quicker than a table
+COPY_ROWS = 1_000
 
 
 def upsert(target: Connection | Engine, table: Table, rows: Sequence[Mapping[str, Any]] | pd.DataFrame,
@@ -193,13 +222,20 @@ def upsert(target: Connection | Engine, table: Table, rows: Sequence[Mapping[str
     win if applied in order (the last when updating, the first otherwise): PostgreSQL refuses to update a
     row twice in one statement. Returns the number of rows submitted after that collapse.
     """
-    names, records = _records(table, rows)
-    if not records:
+    if not len(rows):
         return 0
-    keys = [c.name for c in table.primary_key.columns if c.name in names]
-    missing = sorted(c.name for c in table.primary_key.columns if c.name not in names and c.server_default is None)
-    if missing:
-        raise ValueError(f"rows for {table.name} lack key column(s) {', '.join(missing)}")
+    if len(rows) >= COPY_ROWS and target.dialect.name == "postgresql":
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+        names = [str(c) for c in frame.columns]
+        keys = _columns(table, names)
+        text_columns = _copy_columns(table, frame.set_axis(names, axis=1))
+        text_columns = text_columns[~text_columns[keys].duplicated(keep="last" if update else "first")]
+        lines = ["\t".join(fields) for fields in zip(*(text_columns[n].tolist() for n in names), strict=True)]
+        with target.begin() if isinstance(target, Engine) else contextlib.nullcontext(target) as conn:
+            _copy_upsert(conn, table, names, lines, update)
+        return len(lines)
+    names, records = _records(table, rows)
+    keys = _columns(table, names)
     unique: dict[tuple, dict] = {}
     for record in records:
         key = tuple(record[k] for k in keys)
@@ -207,27 +243,97 @@ def upsert(target: Connection | Engine, table: Table, rows: Sequence[Mapping[str
             unique[key] = record
     # An engine gets its own transaction; a connection's caller owns the transaction.
     with target.begin() if isinstance(target, Engine) else contextlib.nullcontext(target) as conn:
-        return _upsert(conn, table, names, list(unique.values()), update)
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = _on_conflict(dialect.insert(table), table, names, update)
+        # With ON CONFLICT, SQLAlchemy batches rows into multi-row INSERTs (its "insertmanyvalues", 1,000 rows a
+        # statement) only for a statement that returns rows; without RETURNING psycopg2 sends one statement per
+        # row. The keys returned go unread.
+        conn.execute(stmt.returning(*table.primary_key.columns), list(unique.values()))
+        return len(unique)
 
 
-def _upsert(conn: Connection, table: Table, names: list[str], records: list[dict], update: bool) -> int:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table)
+def _on_conflict(stmt: Any, table: Table, names: list[str], update: bool) -> Any:
+    """The upsert's conflict clause: update the changed columns (and stamps) of a row that differs, or keep it."""
     compared = [c for c in table.c if c.name in names and not c.primary_key and not c.info.get("stamp")]
     if update and compared:
         stamps = [c for c in table.c if c.info.get("stamp")]
-        stmt = stmt.on_conflict_do_update(
+        return stmt.on_conflict_do_update(
             index_elements=list(table.primary_key.columns),
             set_={c.name: stmt.excluded[c.name] for c in compared + stamps},
             where=or_(*(c.is_distinct_from(stmt.excluded[c.name]) for c in compared)),
         )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
-    # With ON CONFLICT, SQLAlchemy batches rows into multi-row INSERTs (its "insertmanyvalues", 1,000 rows a
-    # statement) only for a statement that returns rows; without RETURNING psycopg2 sends one statement per row,
-    # 75 % of a 50,000-bar micro-batch on PostgreSQL (bench/profile_stream.py). The keys returned go unread.
-    conn.execute(stmt.returning(*table.primary_key.columns), records)
-    return len(records)
+    return stmt.on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
+
+
+#: COPY's text format: NULL, and the characters a value must escape
+_NULL = "\\N"
+_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+
+
+def _copy_text(value: Any, column_type: Any) -> str:
+    """One value in COPY's text format, for a column without a vectorised form (bytea, checked timestamps)."""
+    value = _plain(value)
+    if isinstance(column_type, TypeDecorator):
+        value = column_type.process_bind_param(value, postgresql.dialect())
+    if value is None:
+        return _NULL
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\\\x" + bytes(value).hex()
+    if isinstance(value, dt.date):  # datetime too: isoformat keeps its offset
+        return value.isoformat()
+    return _escaped(str(value))
+
+
+def _escaped(text_value: str) -> str:
+    for char, escape in _ESCAPES:
+        text_value = text_value.replace(char, escape)
+    return text_value
+
+
+def _copy_columns(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
+    """Every column of the rows as COPY text, vectorised by the table column's type (NULL as ``\\N``)."""
+    out: dict[str, pd.Series] = {}
+    for name in frame.columns:
+        kind, values = table.c[name].type, frame[name].reset_index(drop=True)
+        if isinstance(kind, TypeDecorator | LargeBinary):
+            try:
+                out[name] = pd.Series([_copy_text(v, kind) for v in values], dtype=object)
+            except ValueError as exc:  # what the statement path's bind step refuses (a naive timestamp), alike
+                raise StatementError(str(exc), f"COPY {table.name} ({name})", None, exc) from exc
+            continue
+        missing = values.isna().to_numpy()
+        if isinstance(kind, Date):
+            text_values = pd.to_datetime(values.where(~missing, None), format="ISO8601").dt.strftime("%Y-%m-%d")
+        elif isinstance(kind, Float):
+            text_values = pd.to_numeric(values).astype("float64").astype(str)  # str(float) round-trips exactly
+        elif isinstance(kind, Integer):
+            text_values = values.astype("Int64").astype(str)
+        elif isinstance(kind, Boolean):
+            text_values = values.astype("boolean").astype(str)
+        else:
+            text_values = values.where(~missing, "").astype(str)
+            if any(char in "".join(text_values) for char, _ in _ESCAPES):  # one scan in C; escaping is rare
+                text_values = text_values.map(_escaped)
+        out[name] = text_values.where(~missing, _NULL)
+    return pd.DataFrame(out)
+
+
+def _copy_upsert(conn: Connection, table: Table, names: list[str], lines: list[str], update: bool) -> None:
+    """COPY the lines into a temporary table of the given columns, then merge it with one conflict-aware INSERT."""
+    quote = conn.dialect.identifier_preparer.quote
+    stage = f"dse_stage_{table.name}"
+    columns = ", ".join(quote(n) for n in names)
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {columns} "
+                         f"FROM {quote(table.name)} WITH NO DATA")
+    with conn.connection.dbapi_connection.cursor() as cursor:
+        cursor.copy_expert(f"COPY {stage} ({columns}) FROM STDIN", io.StringIO("\n".join(lines) + "\n"))
+    staged = sa_table(stage, *(sa_column(n) for n in names))
+    stamps = [c for c in table.c if c.info.get("stamp") and c.name not in names]
+    now = utcnow()
+    stmt = postgresql.insert(table).from_select(names + [c.name for c in stamps], select(
+        *(staged.c[n] for n in names), *(literal(now, c.type).label(c.name) for c in stamps)))
+    conn.execute(_on_conflict(stmt, table, names, update))
+    conn.exec_driver_sql(f"DROP TABLE {stage}")
 
 
 def record_event(eng: Engine, event: str, model_name: str, version: str | None = None,
