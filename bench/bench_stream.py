@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import tempfile
 import time
@@ -43,7 +44,7 @@ from dse_platform.serving.watcher import ModelWatcher
 from dse_platform.streams import kafka_io, replay
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Figure, platform
+from harness import Figure, MemorySampler, platform
 
 from tests.support.platform import fresh_database
 
@@ -51,6 +52,10 @@ END = dt.date(2025, 8, 25)
 #: replayed range: QUICK ~75k bars (a full micro-batch warming the state, then one counted), full ~210k
 START = {True: dt.date(2025, 1, 1), False: dt.date(2023, 6, 1)}
 RATE = 1_000
+#: the name memory figures give this process's tree: Spark's driver JVM and Python workers, and the job's sink
+STREAMING_JOB = "streaming job (Spark driver, Python workers, sink)"
+MEMORY_DATA = ("the bench platform (no Airflow: `dse up --no-airflow`) while the full job streams, sampled each "
+               "second, PSS of each service's process tree")
 POLL_S = 0.05
 
 
@@ -247,7 +252,14 @@ def run(quick: bool) -> list[Figure]:
                 tmp = Path(folder)
                 top = ceiling(spark, cfg, tmp)
                 bare = bare_stateful(spark, cfg, tmp)
-                progress = full_job(spark, cfg, tmp)
+                with MemorySampler(cfg, {STREAMING_JOB: os.getpid()}) as memory:
+                    progress = full_job(spark, cfg, tmp)
+            for service, mb in sorted(memory.peaks.items()):
+                figures.setdefault(f"memory {service}", Figure(
+                    "memory", f"peak PSS while streaming: {service}", "MB", MEMORY_DATA)).add(mb)
+            figures.setdefault("memory total", Figure(
+                "memory", "peak PSS while streaming: whole platform", "MB", MEMORY_DATA,
+                goal="< 4,096 MB")).add(memory.peak_total)
             figures.setdefault("ceiling", Figure("stream", "Kafka source -> no-op sink", "records/s", data)).add(top)
             figures.setdefault("bare", Figure(
                 "stream", "bare applyInPandasWithState (identity) -> no-op", "records/s", data,

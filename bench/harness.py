@@ -19,12 +19,15 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
+
 from dse_platform.config import PROJECT_DIR, Settings, get_settings
-from dse_platform.runtime import jars
+from dse_platform.runtime import jars, supervisor
 
 sys.path.insert(0, str(PROJECT_DIR))  # the tests' own helpers: free ports, a fresh serving database per measurement
 from tests.support.platform import free_port
@@ -101,6 +104,57 @@ def _cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return host_platform.processor() or "unknown"
+
+
+def _pss_mb(root: psutil.Process) -> float:
+    """Proportional set size of a process and all its descendants: shared pages counted once across them all."""
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += proc.memory_full_info().pss
+    return total / 1024 / 1024
+
+
+class MemorySampler:
+    """Peak memory (PSS, MB) of each supervised service and of further named process trees, while a run lasts.
+
+    ``extra`` names process trees outside supervisor by their root pid (the streaming job as a benchmark runs
+    it: this process, Spark's driver JVM and the Python workers it forks). PSS rather than RSS: the sum over
+    services must not count a shared library once per process.
+    """
+
+    def __init__(self, settings: Settings, extra: dict[str, int], interval_s: float = 1.0) -> None:
+        self.settings, self.extra, self.interval_s = settings, extra, interval_s
+        self.peaks: dict[str, float] = {}
+        self.peak_total = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-memory", daemon=True)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> dict[str, float]:
+        roots = {name: info["pid"] for name, info in supervisor.process_states(self.settings).items() if info["pid"]}
+        roots.update(self.extra)
+        now: dict[str, float] = {}
+        for name, pid in roots.items():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                now[name] = _pss_mb(psutil.Process(pid))
+        return now
+
+    def _run(self) -> None:
+        while True:
+            now = self.sample()
+            for name, mb in now.items():
+                self.peaks[name] = max(self.peaks.get(name, 0.0), mb)
+            self.peak_total = max(self.peak_total, sum(now.values()))
+            if self._stop.wait(self.interval_s):
+                return
 
 
 def versions(settings: Settings) -> dict[str, str]:

@@ -157,12 +157,9 @@ def profile(settings: Settings, model: LoadedModel, rows: pd.DataFrame) -> dict[
     clock = Clock()
     original_score = sink.BatchSink._predictions
 
-    def score(self: sink.BatchSink, ready: pd.DataFrame, role: str, loaded: LoadedModel) -> pd.DataFrame:
-        decoding = clock.seconds["sink: decode features"]
-        try:
-            return clock.wrap(f"sink: score {role}", original_score)(self, ready, role, loaded)
-        finally:  # decoding the features is its own stage
-            clock.seconds[f"sink: score {role}"] -= clock.seconds["sink: decode features"] - decoding
+    def score(self: sink.BatchSink, ready: pd.DataFrame, matrix: pd.DataFrame, role: str,
+              loaded: LoadedModel) -> pd.DataFrame:
+        return clock.wrap(f"sink: score {role}", original_score)(self, ready, matrix, role, loaded)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(clock.patched(state, "advance", "state: advance (bookkeeping)"))

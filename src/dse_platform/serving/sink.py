@@ -129,26 +129,30 @@ class BatchSink:
     def _score(self, bars: pd.DataFrame, models: dict[str, LoadedModel | None]) -> pd.DataFrame:
         """Every ready bar scored by each role's model, one row per (bar, role) that has a model.
 
-        A production fault fails the batch (retried by the supervisor's restart); a challenger fault only
-        drops the shadow rows.
+        The features are decoded once for every role. A production fault fails the batch (retried by the
+        supervisor's restart); a challenger fault only drops the shadow rows.
         """
         ready = _ready(bars)
+        if ready.empty or not any(models.values()):
+            return pd.DataFrame(columns=SCORED_COLUMNS)
+        matrix = features.decode(ready["features"])
         frames = []
         for role, loaded in models.items():
-            if loaded is None or ready.empty:
+            if loaded is None:
                 continue
             try:
-                frames.append(self._predictions(ready, role, loaded))
+                frames.append(self._predictions(ready, matrix, role, loaded))
             except Exception as exc:
                 if role == PRODUCTION:
                     raise
                 self._shadow_failed(loaded, exc)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORED_COLUMNS)
 
-    def _predictions(self, ready: pd.DataFrame, role: str, loaded: LoadedModel) -> pd.DataFrame:
+    def _predictions(self, ready: pd.DataFrame, matrix: pd.DataFrame, role: str, loaded: LoadedModel
+                     ) -> pd.DataFrame:
         from dse_platform.model import scoring
 
-        p = scoring.probabilities(loaded.model, features.decode(ready["features"]))
+        p = scoring.probabilities(loaded.model, matrix)
         return pd.DataFrame({
             "symbol": ready["symbol"].to_numpy(), "date": ready["date"].to_numpy(), "probability": p,
             "label": (p >= 0.5).astype(int), "model_name": self.settings.model_name,
