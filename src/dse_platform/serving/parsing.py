@@ -41,9 +41,7 @@ def ddl(fields: list[tuple[str, str]]) -> str:
     return ", ".join(f"`{name}` {kind}" for name, kind in fields)
 
 
-_PANDAS_TYPES = {"string": object, "binary": object, "date": object, "double": "float64", "long": "Int64",
-                 "int": "Int32", "boolean": "boolean"}
-#: nullable arrays built straight from Python values (None, NaN and pd.NA all missing)
+#: nullable arrays built straight from Python values (None, NaN and pd.NA all missing); other kinds stay objects
 _ARRAY_TYPES = {"double": "Float64", "long": "Int64", "int": "Int32", "boolean": "boolean"}
 
 
@@ -54,28 +52,22 @@ def _missing(value: Any) -> bool:
 def typed(rows: list[dict[str, Any]] | pd.DataFrame, fields: list[tuple[str, str]]) -> pd.DataFrame:
     """A frame with exactly ``fields``, each in a dtype Arrow converts to the Spark type.
 
-    All-null columns would otherwise come out float64 (NaN), which Spark cannot send as a string.
-    Rows given as dicts are built column by column (the state step's output, once per instrument per
-    micro-batch: a frame first and a conversion per column cost ~10 ms per instrument).
+    All-null columns would otherwise come out float64 (NaN), which Spark cannot send as a string; doubles
+    are float64 with NaN for missing, strings, binary and dates objects with None. Built column by column
+    from plain values: the state step calls this once per instrument per micro-batch, where a frame first
+    and a pandas conversion per column cost ~10 ms each time.
     """
-    if not isinstance(rows, pd.DataFrame):
-        columns: dict[str, Any] = {}
-        for name, kind in fields:
-            values = [row.get(name) for row in rows]
-            if kind in _ARRAY_TYPES:
-                array = pd.array(values, dtype=_ARRAY_TYPES[kind])
-                columns[name] = array.to_numpy(dtype="float64", na_value=np.nan) if kind == "double" else array
-            else:
-                columns[name] = np.array([None if _missing(v) else v for v in values] if values else [], dtype=object)
-        return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
-    frame = rows.reindex(columns=[name for name, _ in fields])
+    if isinstance(rows, pd.DataFrame):
+        rows = rows.to_dict("records")
+    columns: dict[str, Any] = {}
     for name, kind in fields:
-        col = frame[name]
-        if _PANDAS_TYPES[kind] is object:
-            frame[name] = col.astype(object).where(col.notna(), None)
+        values = [row.get(name) for row in rows]
+        if kind in _ARRAY_TYPES:
+            array = pd.array(values, dtype=_ARRAY_TYPES[kind])
+            columns[name] = array.to_numpy(dtype="float64", na_value=np.nan) if kind == "double" else array
         else:
-            frame[name] = col.astype(_PANDAS_TYPES[kind])
-    return frame
+            columns[name] = np.array([None if _missing(v) else v for v in values], dtype=object)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
 
 
 def _raw_fields(value: bytes | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dse_platform.contracts.records import MAX_DEADLETTER_RAW_BYTES
 from dse_platform.data.rules import rule_names
-from dse_platform.serving.parsing import BAD_KEY, PARSED_FIELDS, parse_batch
+from dse_platform.serving.parsing import BAD_KEY, OUTPUT_FIELDS, PARSED_FIELDS, parse_batch, typed
 
 BARS = "dse.bars.v1"
 GOOD = {"symbol": "GP", "date": "2025-08-20", "open": 250.0, "high": 252.0, "low": 249.0, "close": 251.5,
@@ -76,3 +76,31 @@ def test_a_good_bar_keeps_only_the_first_raw_bytes_for_a_later_dead_letter() -> 
     assert list(frame["kind"]) == ["bar", "bar"]
     assert (len(frame.loc[0, "raw"]), frame.loc[0, "raw_size"]) == (MAX_DEADLETTER_RAW_BYTES, len(padded))
     assert (frame.loc[1, "raw"], frame.loc[1, "raw_size"]) == (encoded(), len(encoded()))
+
+
+_MISSING = st.sampled_from([None, float("nan"), pd.NA])
+_VALUES = {
+    "string": st.one_of(_MISSING, st.text(max_size=5)), "binary": st.one_of(_MISSING, st.binary(max_size=5)),
+    "date": st.one_of(_MISSING, st.dates()), "double": st.one_of(_MISSING, st.floats(allow_nan=False)),
+    "long": st.one_of(_MISSING, st.integers(-(2**63), 2**63 - 1)), "int": st.one_of(_MISSING, st.integers(-9, 9)),
+    "boolean": st.one_of(_MISSING, st.booleans()),
+}
+
+
+@given(st.lists(st.fixed_dictionaries({}, optional={name: _VALUES[kind] for name, kind in OUTPUT_FIELDS}),
+                max_size=6))
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_typed_gives_every_field_its_arrow_dtype_and_keeps_every_value(rows: list[dict]) -> None:
+    """Whatever mix of missing markers and values the rows hold, each field gets the dtype Arrow sends as its
+    Spark type, missing stays missing, and every other value is kept."""
+    frame = typed(rows, OUTPUT_FIELDS)
+    assert list(frame.columns) == [name for name, _ in OUTPUT_FIELDS] and len(frame) == len(rows)
+    dtypes = {"double": "float64", "long": "Int64", "int": "Int32", "boolean": "boolean"}
+    for name, kind in OUTPUT_FIELDS:
+        assert str(frame[name].dtype) == dtypes.get(kind, "object"), name
+        for row, got in zip(rows, frame[name].tolist(), strict=True):
+            given_value = row.get(name)
+            if given_value is None or given_value is pd.NA or given_value != given_value:
+                assert got is None or got is pd.NA or got != got, name
+            else:
+                assert got == given_value, name
