@@ -5,7 +5,8 @@ so each run pays what a fresh clone pays: services up, the shipped history inges
 trained walk-forward and promoted, the streaming job started, the replay begun. This process polls the
 serving database every 0.5 s for the first production prediction; meanwhile every supervised service's
 process tree is sampled each second (PSS, as in bench_stream). The demo is stopped and its home removed
-after. Full runs only: one run takes 3 to 5 minutes, more than `make bench QUICK=1` allows.
+after (its logs are kept in var/bench/demo-logs). Full runs only: one run takes 5 to 10 minutes, more
+than `make bench QUICK=1` allows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,6 +34,7 @@ from harness import DSE, PORT_SETTINGS, Figure, MemorySampler
 from tests.support.platform import free_port
 
 HOME = PROJECT_DIR / "var" / "bench" / "demo"
+LOGS = PROJECT_DIR / "var" / "bench" / "demo-logs"
 #: the demo stops by itself after this long; the run ends at the first prediction plus STREAMING_S anyway
 TIMEOUT_S = 600
 #: memory keeps being sampled this long after the first prediction: the job at work, not starting
@@ -47,8 +50,9 @@ def _env() -> dict[str, str]:
 
 
 def _settings(env: dict[str, str]) -> Settings:
-    return Settings(_env_file=None, **{k.removeprefix("DSE_").lower(): v for k, v in env.items()
-                                       if k.startswith("DSE_")})
+    """The demo's settings as its processes see them: from its environment alone, not this process's."""
+    with mock.patch.dict(os.environ, env, clear=True):
+        return Settings(_env_file=None)
 
 
 def _predictions(settings: Settings) -> int:
@@ -91,13 +95,16 @@ def once() -> tuple[float, dict[str, float], float]:
         demo.wait(timeout=60)
         subprocess.run([DSE, "down"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_DIR, timeout=300)
         log.close()
+        shutil.rmtree(LOGS, ignore_errors=True)  # the last run's logs stay for a look; its data goes
+        shutil.copytree(HOME / "logs", LOGS)
+        shutil.copy(HOME / "demo.log", LOGS)
         shutil.rmtree(HOME, ignore_errors=True)
 
 
 def run(quick: bool) -> list[Figure]:
     """One fresh `dse demo` (full runs only)."""
     if quick:
-        print("bench_demo: skipped in QUICK runs (one demo takes 3 to 5 minutes)")
+        print("bench_demo: skipped in QUICK runs (one demo takes 5 to 10 minutes)")
         return []
     first, peaks, total = once()
     figures = [Figure("demo", "dse demo: start to first stored prediction", "s", DATA, goal="< 90 s")]

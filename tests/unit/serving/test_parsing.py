@@ -89,7 +89,7 @@ _VALUES = {
 
 @given(st.lists(st.fixed_dictionaries({}, optional={name: _VALUES[kind] for name, kind in OUTPUT_FIELDS}),
                 max_size=6))
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 def test_typed_gives_every_field_its_arrow_dtype_and_keeps_every_value(rows: list[dict]) -> None:
     """Whatever mix of missing markers and values the rows hold, each field gets the dtype Arrow sends as its
     Spark type, missing stays missing, and every other value is kept."""
