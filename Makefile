@@ -38,6 +38,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@# unpacked wheels no environment uses any more: they filled a 92 GB disk over a few dozen fresh-clone installs
+	$(BIN)/uv cache prune -q
 	touch $@
 
 jars: $(STAMP)

@@ -225,7 +225,7 @@ def upsert(target: Connection | Engine, table: Table, rows: Sequence[Mapping[str
     if not len(rows):
         return 0
     if len(rows) >= COPY_ROWS and target.dialect.name == "postgresql":
-        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+        frame = rows if isinstance(rows, pd.DataFrame) else _object_frame(rows)
         names = [str(c) for c in frame.columns]
         keys = _columns(table, names)
         text_columns = _copy_columns(table, frame.set_axis(names, axis=1))
@@ -250,6 +250,13 @@ def upsert(target: Connection | Engine, table: Table, rows: Sequence[Mapping[str
         # row. The keys returned go unread.
         conn.execute(stmt.returning(*table.primary_key.columns), list(unique.values()))
         return len(unique)
+
+
+def _object_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Dict rows as object columns (a key missing from some rows is None there): pandas' own constructor would
+    make an integer column with a gap float64, and integers beyond 2**53 would lose digits."""
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    return pd.DataFrame({n: pd.Series([row.get(n) for row in rows], dtype=object) for n in names})
 
 
 def _on_conflict(stmt: Any, table: Table, names: list[str], update: bool) -> Any:
