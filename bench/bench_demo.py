@@ -87,7 +87,7 @@ def once() -> tuple[float, dict[str, float], float]:
                     break
                 time.sleep(0.5)
         if first is None:
-            raise SystemExit(f"bench_demo: no prediction within {TIMEOUT_S} s: see {HOME / 'demo.log'}")
+            raise RuntimeError(f"bench_demo: no prediction within {TIMEOUT_S} s: see {LOGS / 'demo.log'}")
         return first, memory.peaks, memory.peak_total
     finally:
         with contextlib.suppress(ProcessLookupError):
