@@ -65,8 +65,8 @@ def _predictions(settings: Settings) -> int:
     return int(frame["n"].iloc[0])
 
 
-def once() -> tuple[float, dict[str, float], float]:
-    """(seconds from `dse demo` to the first stored prediction, peak PSS per service in MB, peak total)."""
+def once() -> tuple[float, MemorySampler]:
+    """Seconds from `dse demo` to the first stored prediction, and the memory sampled meanwhile."""
     shutil.rmtree(HOME, ignore_errors=True)
     HOME.mkdir(parents=True)
     for folder in (HOME.parent, HOME):  # PostgreSQL runs as the postgres user, which must reach its data folder
@@ -88,7 +88,7 @@ def once() -> tuple[float, dict[str, float], float]:
                 time.sleep(0.5)
         if first is None:
             raise RuntimeError(f"bench_demo: no prediction within {TIMEOUT_S} s: see {LOGS / 'demo.log'}")
-        return first, memory.peaks, memory.peak_total
+        return first, memory
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(demo.pid, signal.SIGTERM)
@@ -106,12 +106,13 @@ def run(quick: bool) -> list[Figure]:
     if quick:
         print("bench_demo: skipped in QUICK runs (one demo takes 5 to 10 minutes)")
         return []
-    first, peaks, total = once()
+    first, memory = once()
     figures = [Figure("demo", "dse demo: start to first stored prediction", "s", DATA, goal="< 90 s")]
     figures[0].add(first)
-    for service, mb in sorted(peaks.items()):
-        figures.append(Figure("memory", f"peak PSS in the demo: {service}", "MB", DATA))
+    for service, mb in sorted(memory.peaks.items()):
+        figures.append(Figure("memory", f"peak PSS in the demo: {service}", "MB", DATA, note=memory.note(service)))
         figures[-1].add(mb)
-    figures.append(Figure("memory", "peak PSS in the demo: whole platform", "MB", DATA, goal="< 4,096 MB"))
-    figures[-1].add(total)
+    figures.append(Figure("memory", "peak PSS in the demo: whole platform", "MB", DATA, goal="< 4,096 MB",
+                          note=memory.note()))
+    figures[-1].add(memory.peak_total)
     return figures

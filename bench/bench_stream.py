@@ -257,10 +257,11 @@ def run(quick: bool) -> list[Figure]:
                     progress = full_job(spark, cfg, tmp)
             for service, mb in sorted(memory.peaks.items()):
                 figures.setdefault(f"memory {service}", Figure(
-                    "memory", f"peak PSS while streaming: {service}", "MB", MEMORY_DATA)).add(mb)
+                    "memory", f"peak PSS while streaming: {service}", "MB", MEMORY_DATA,
+                    note=memory.note(service))).add(mb)
             figures.setdefault("memory total", Figure(
                 "memory", "peak PSS while streaming: whole platform", "MB", MEMORY_DATA,
-                goal="< 4,096 MB")).add(memory.peak_total)
+                goal="< 4,096 MB", note=memory.note())).add(memory.peak_total)
             figures.setdefault("ceiling", Figure("stream", "Kafka source -> no-op sink", "records/s", data)).add(top)
             figures.setdefault("bare", Figure(
                 "stream", "bare applyInPandasWithState (identity) -> no-op", "records/s", data,

@@ -106,13 +106,18 @@ def _cpu_model() -> str:
     return host_platform.processor() or "unknown"
 
 
-def _pss_mb(root: psutil.Process) -> float:
-    """Proportional set size of a process and all its descendants: shared pages counted once across them all."""
-    total = 0
+def _pss_mb(root: psutil.Process) -> tuple[float, int]:
+    """Proportional set size of a process and all its descendants (shared pages counted once across them all),
+    and how many of them this user may not read (their memory is missing from the sum)."""
+    total, denied = 0, 0
     for proc in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        try:
             total += proc.memory_full_info().pss
-    return total / 1024 / 1024
+        except psutil.AccessDenied:
+            denied += 1
+        except psutil.NoSuchProcess:
+            continue  # ended between the listing and the read: it holds no memory any more
+    return total / 1024 / 1024, denied
 
 
 class MemorySampler:
@@ -127,6 +132,7 @@ class MemorySampler:
         self.settings, self.extra, self.interval_s = settings, extra, interval_s
         self.peaks: dict[str, float] = {}
         self.peak_total = 0.0
+        self.unreadable: dict[str, int] = {}  # service -> most processes of its tree unreadable in one sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-memory", daemon=True)
 
@@ -144,8 +150,17 @@ class MemorySampler:
         now: dict[str, float] = {}
         for name, pid in roots.items():
             with contextlib.suppress(psutil.NoSuchProcess):
-                now[name] = _pss_mb(psutil.Process(pid))
+                now[name], denied = _pss_mb(psutil.Process(pid))
+                if denied:
+                    self.unreadable[name] = max(self.unreadable.get(name, 0), denied)
         return now
+
+    def note(self, service: str | None = None) -> str:
+        """What the figure misses: processes whose memory this user could not read (run as their owner)."""
+        missed = {n: c for n, c in self.unreadable.items() if service is None or n == service}
+        if not missed:
+            return ""
+        return "undercounted: memory unreadable for " + ", ".join(f"{c} process(es) of {n}" for n, c in missed.items())
 
     def _run(self) -> None:
         while True:

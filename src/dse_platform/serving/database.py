@@ -275,13 +275,14 @@ def _on_conflict(stmt: Any, table: Table, names: list[str], update: bool) -> Any
 #: COPY's text format: NULL, and the characters a value must escape
 _NULL = "\\N"
 _ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+_POSTGRESQL = postgresql.dialect()  # what a TypeDecorator's bind step is told it writes to
 
 
 def _copy_text(value: Any, column_type: Any) -> str:
     """One value in COPY's text format, for a column without a vectorised form (bytea, checked timestamps)."""
     value = _plain(value)
     if isinstance(column_type, TypeDecorator):
-        value = column_type.process_bind_param(value, postgresql.dialect())
+        value = column_type.process_bind_param(value, _POSTGRESQL)
     if value is None:
         return _NULL
     if isinstance(value, bytes | bytearray | memoryview):
