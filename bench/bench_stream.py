@@ -7,8 +7,10 @@ Each repeat replays the same range of stored bars into fresh topics and writes i
 
 1. ceiling: Spark's Kafka source into the no-op sink over those records (available-now, the job's
    maxOffsetsPerTrigger);
-2. a bare stateful operator: the same source grouped by key into ``applyInPandasWithState`` with an
-   identity function, into the no-op sink: what Spark's Python state machinery costs by itself;
+2. a bare stateful operator: the same source grouped by key into an identity function that reads and writes
+   one string of state per key (as the job keeps its window), into the no-op sink: what Spark's Python state
+   machinery costs by itself, with the job's ``applyInPandasWithState`` and with ``transformWithStateInPandas``
+   (state API v2, on the RocksDB state store it requires);
 3. the full job over the same records: sustained records/s = records over ``triggerExecution`` of the
    micro-batches after the first (which starts the Python workers and fills empty state);
 4. latency at 1,000 records/s: the job on its processing-time trigger, a paced producer stamping
@@ -98,18 +100,57 @@ def ceiling(spark, cfg: Settings, tmp: Path) -> float:
     return sustained(_available_now(_source(spark, cfg).writeStream.format("noop"), tmp / "ceiling"))
 
 
-def bare_stateful(spark, cfg: Settings, tmp: Path) -> float:
-    """Records/s of the Kafka source through applyInPandasWithState with an identity function."""
+#: the state-store provider transformWithStateInPandas needs (the job's applyInPandasWithState runs on Spark's default)
+ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+PROVIDER_CONF = "spark.sql.streaming.stateStore.providerClass"
+STATE_APIS = ("applyInPandasWithState", "transformWithStateInPandas")
+
+
+def _bare_state_names(api: str) -> str:
+    return f"bare {api} (identity, a string state read and written per key) -> no-op"
+
+
+def bare_stateful(spark, cfg: Settings, tmp: Path, api: str) -> float:
+    """Records/s of the Kafka source grouped by key through ``api`` with an identity function that reads and
+    writes one string per key, as the job's window is: what Spark's Python state machinery costs by itself."""
+    from pyspark.sql.streaming import StatefulProcessor
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    def identity(_key: tuple, frames: Iterator[pd.DataFrame], _state) -> Iterator[pd.DataFrame]:
-        yield from frames
-
+    schema = "key string, value binary, topic string, partition int, offset long"
     rows = _source(spark, cfg).selectExpr("CAST(key AS STRING) AS key", "value", "topic", "partition", "offset")
-    grouped = rows.groupBy("key").applyInPandasWithState(
-        identity, "key string, value binary, topic string, partition int, offset long", "n long", "append",
-        GroupStateTimeout.NoTimeout)
-    return sustained(_available_now(grouped.writeStream.format("noop"), tmp / "stateful"))
+    if api == "applyInPandasWithState":
+        def identity(_key: tuple, frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
+            seen = int(state.get[0]) if state.exists else 0
+            for frame in frames:
+                seen += len(frame)
+                yield frame
+            state.update((str(seen),))
+
+        grouped = rows.groupBy("key").applyInPandasWithState(
+            identity, schema, "window string", "append", GroupStateTimeout.NoTimeout)
+        return sustained(_available_now(grouped.writeStream.format("noop"), tmp / "stateful-apiws"))
+
+    class Identity(StatefulProcessor):
+        def init(self, handle) -> None:
+            self.window = handle.getValueState("window", "window string")
+
+        def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
+            seen = int(self.window.get()[0]) if self.window.exists() else 0
+            for frame in rows:
+                seen += len(frame)
+                yield frame
+            self.window.update((str(seen),))
+
+        def close(self) -> None:
+            return None
+
+    grouped = rows.groupBy("key").transformWithStateInPandas(
+        statefulProcessor=Identity(), outputStructType=schema, outputMode="Append", timeMode="None")
+    spark.conf.set(PROVIDER_CONF, ROCKSDB)  # read when the query starts; its checkpoint keeps it after
+    try:
+        return sustained(_available_now(grouped.writeStream.format("noop"), tmp / "stateful-tws"))
+    finally:
+        spark.conf.unset(PROVIDER_CONF)
 
 
 class Job:
@@ -120,8 +161,8 @@ class Job:
         engine = database.engine(self.cfg)
         self.watchers = [ModelWatcher(self.cfg, engine).start(),
                          ModelWatcher(self.cfg, engine, role=CHALLENGER).start()]
-        sink = BatchSink(self.cfg, self.watchers[0], engine, kafka_io.BulkProducer(self.cfg, "bench-stream"),
-                         challenger=self.watchers[1])
+        self.producer = kafka_io.BulkProducer(self.cfg, "bench-stream")
+        sink = BatchSink(self.cfg, self.watchers[0], engine, self.producer, challenger=self.watchers[1])
         calendar = store.read_calendar(self.cfg.store_dir)
         self.query = job.build_query(spark, self.cfg, calendar, sink).start()
 
@@ -130,6 +171,7 @@ class Job:
             self.query.stop()
         for watcher in self.watchers:
             watcher.stop()
+        self.producer.close()
         return list(self.query.recentProgress)
 
 
@@ -204,6 +246,7 @@ def latency(spark, cfg: Settings, tmp: Path, seconds: float, symbols: int = 400)
             day += dt.timedelta(days=1)
             time.sleep(3)
     finally:
+        producer.close()
         progress = run.stop()
     empty = [p["durationMs"]["triggerExecution"] for p in progress if p["batchId"] > before and p["numInputRows"] == 1]
     return committed.latencies(), empty
@@ -252,7 +295,7 @@ def run(quick: bool) -> list[Figure]:
             with tempfile.TemporaryDirectory() as folder:
                 tmp = Path(folder)
                 top = ceiling(spark, cfg, tmp)
-                bare = bare_stateful(spark, cfg, tmp)
+                bare = {api: bare_stateful(spark, cfg, tmp, api) for api in STATE_APIS}
                 with MemorySampler(cfg, {STREAMING_JOB: os.getpid()}) as memory:
                     progress = full_job(spark, cfg, tmp)
             for service, mb in sorted(memory.peaks.items()):
@@ -263,15 +306,15 @@ def run(quick: bool) -> list[Figure]:
                 "memory", "peak PSS while streaming: whole platform", "MB", MEMORY_DATA,
                 goal="< 4,096 MB", note=memory.note())).add(memory.peak_total)
             figures.setdefault("ceiling", Figure("stream", "Kafka source -> no-op sink", "records/s", data)).add(top)
-            figures.setdefault("bare", Figure(
-                "stream", "bare applyInPandasWithState (identity) -> no-op", "records/s", data,
-                ceiling="Kafka source -> no-op sink")).add(bare)
+            for api, rate in bare.items():
+                figures.setdefault(api, Figure("stream", _bare_state_names(api), "records/s", data,
+                                               ceiling="Kafka source -> no-op sink")).add(rate)
             figures.setdefault("full", Figure(
                 "stream", "full job sustained", "records/s", data, ceiling="Kafka source -> no-op sink",
                 goal=">= 10% of the ceiling and >= 25,000 records/s")).add(sustained(progress))
             figures.setdefault("vs_bare", Figure(
                 "stream", "full job sustained (vs bare stateful)", "records/s", data,
-                ceiling="bare applyInPandasWithState (identity) -> no-op")).add(sustained(progress))
+                ceiling=_bare_state_names("applyInPandasWithState"))).add(sustained(progress))
             counted = [p for p in progress if p["numInputRows"] > 0][1:] or progress
             for phase in ("addBatch", "latestOffset", "queryPlanning", "walCommit", "commitOffsets"):
                 per_50k = [p["durationMs"].get(phase, 0) / p["numInputRows"] * 50 for p in counted]

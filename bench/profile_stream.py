@@ -179,6 +179,7 @@ def profile(settings: Settings, model: LoadedModel, rows: pd.DataFrame) -> dict[
             total = time.perf_counter() - started
         finally:
             sink.BatchSink._predictions = original_score
+            producer.close()
     seconds = clock.seconds
     # nested stages: advance includes compute and encode
     seconds["state: advance (bookkeeping)"] -= seconds["state: features.compute"] + seconds["state: features.encode"]

@@ -194,6 +194,10 @@ class BulkProducer:
             raise PlatformError(f"Kafka at {self.servers} did not acknowledge every record: {problem}",
                                 "check the broker with `dse status`, then resume with --resume")
 
+    def close(self) -> None:
+        """Release librdkafka's threads and connections, which otherwise retry a stopped broker while this lives."""
+        self._producer.close()
+
 
 def flush_or_fail(prod: KafkaProducer, futures: list, timeout_s: float = 120) -> None:
     """Wait until every send is acknowledged; raise naming the first failure."""
