@@ -45,6 +45,27 @@ def ddl(fields: list[tuple[str, str]]) -> str:
 _ARRAY_TYPES = {"double": "Float64", "long": "Int64", "int": "Int32", "boolean": "boolean"}
 
 
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """``frame.to_dict("records")``: the same plain Python values, read column by column.
+
+    pandas builds each record through a positional lookup per column (~0.8 ms for one instrument's
+    125 rows of 19 fields); the state step does this twice per instrument per micro-batch.
+    """
+    names = list(frame.columns)
+    columns = [_plain_values(frame[name]) for name in names]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _plain_values(column: pd.Series) -> list[Any]:
+    """A column's values as ``to_dict`` gives them: pd.NA of a nullable column as None, numpy scalars as Python's."""
+    values = column.tolist()
+    if column.dtype == object:
+        return [v.item() if isinstance(v, np.generic) else v for v in values]
+    if not isinstance(column.dtype, np.dtype):
+        return [None if v is pd.NA else v for v in values]
+    return values
+
+
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
 
@@ -58,7 +79,7 @@ def typed(rows: list[dict[str, Any]] | pd.DataFrame, fields: list[tuple[str, str
     and a pandas conversion per column cost ~10 ms each time.
     """
     if isinstance(rows, pd.DataFrame):
-        rows = rows.to_dict("records")
+        rows = records(rows)
     columns: dict[str, Any] = {}
     for name, kind in fields:
         values = [row.get(name) for row in rows]

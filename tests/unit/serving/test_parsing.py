@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from dse_platform.contracts.records import MAX_DEADLETTER_RAW_BYTES
 from dse_platform.data.rules import rule_names
-from dse_platform.serving.parsing import BAD_KEY, OUTPUT_FIELDS, PARSED_FIELDS, parse_batch, typed
+from dse_platform.serving.parsing import BAD_KEY, OUTPUT_FIELDS, PARSED_FIELDS, parse_batch, records, typed
 
 BARS = "dse.bars.v1"
 GOOD = {"symbol": "GP", "date": "2025-08-20", "open": 250.0, "high": 252.0, "low": 249.0, "close": 251.5,
@@ -104,3 +105,26 @@ def test_typed_gives_every_field_its_arrow_dtype_and_keeps_every_value(rows: lis
                 assert got is None or got is pd.NA or got != got, name
             else:
                 assert got == given_value, name
+
+
+def _same_value(a: object, b: object) -> bool:
+    return type(a) is type(b) and (a is b or (a != a and b != b) or a == b)
+
+
+@given(st.lists(st.fixed_dictionaries({}, optional={name: _VALUES[kind] for name, kind in OUTPUT_FIELDS}),
+                max_size=6))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+def test_records_reads_a_frame_as_to_dict_does(rows: list[dict]) -> None:
+    """The state step's fast ``records`` gives what pandas' ``to_dict("records")`` gives: the same plain Python
+    values of the same types (nullable integers and booleans, NaN, objects with None), for the typed frames it
+    reads and for a plain numpy frame like the features' (and numpy scalars held in an object column)."""
+    numpy_frame = pd.DataFrame({"x": [float(len(r)) for r in rows], "n": [len(r) for r in rows],
+                                "ok": [bool(len(r) % 2) for r in rows],
+                                "boxed": pd.Series([np.int64(len(r)) for r in rows], dtype=object)})
+    for frame in (typed(rows, OUTPUT_FIELDS), numpy_frame):
+        fast, slow = records(frame), frame.to_dict("records")
+        assert len(fast) == len(slow)
+        for got, want in zip(fast, slow, strict=True):
+            assert list(got) == list(want)
+            assert all(_same_value(got[k], want[k]) for k in want), (got, want)
+
