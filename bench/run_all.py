@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Figure, platform, table, write
 
-BENCHES = ("bench_replay", "bench_train", "bench_stream", "profile_stream", "bench_dashboard", "bench_demo")
+BENCHES = ("bench_replay", "bench_train", "bench_stream", "profile_stream", "bench_dashboard", "bench_demo",
+           "bench_scaling")
 
 
 def main() -> None:
