@@ -1,8 +1,9 @@
 """`make demo`: the whole platform on one machine, from a fresh clone to live predictions.
 
-Services up -> ingest (if the store is empty) -> train and promote a first model on history
-*before* the replayed year (if none) -> start the streaming job under supervisor -> replay the
-last year of shipped bars at demo speed -> show predictions as they land -> say where every UI
+Services up -> ingest (if the store is empty) -> start the streaming job under supervisor and,
+while Spark starts, train and promote a first model on history *before* the replayed year (if
+none) -> once the job serves it, replay the last year of shipped bars at demo speed -> show
+predictions as they land -> say where every UI
 is, how to log in, how to stop, and what to try next. Every prediction the demo shows is out of
 sample: the model never saw the year it scores.
 """
@@ -35,6 +36,9 @@ DEMO_SPEED = 8.0  # trading days per second: a year in about half a minute
 REPLAY_DAYS = 365
 #: small first micro-batches: the first predictions show in seconds instead of after one 50k-record batch
 STREAM_ENVIRONMENT = {"DSE_STREAM_MAX_OFFSETS": "5000"}
+#: how long the replay waits for the streaming job to load the first model (it polls the registry every
+#: DSE_STREAM_MODEL_POLL_S; its own start takes ~45 s on 2 cores, mostly overlapped with the training)
+MODEL_LOAD_TIMEOUT_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,9 @@ def header_lines(settings: Settings, watch_s: float) -> list[str]:
         "DSE real-time MLOps platform: demo",
         "  1. start Kafka, MLflow, Airflow (and PostgreSQL when configured) under supervisor  ~1-2 min",
         "  2. ingest the shipped DSE history into the bar store (first run only)              ~25 s",
-        "  3. train a first model walk-forward on history before the replayed year           ~30 s",
-        "  4. start the Spark streaming job and replay the last year of bars into Kafka",
+        "  3. start the Spark streaming job; meanwhile train a first model walk-forward on",
+        "     history before the replayed year (first run only)                              ~30 s",
+        "  4. replay the last year of bars into Kafka once the job serves the model",
         f"  5. show predictions as they are stored, for {watch_s:.0f} s",
         f"serving database: {database_kind(settings)}",
     ]
@@ -142,7 +147,8 @@ def closing_lines(settings: Settings) -> list[str]:
     return lines
 
 
-def _first_model(settings: Settings, window: Window, echo: Callable[[str], None]) -> None:
+def _first_model(settings: Settings, window: Window, echo: Callable[[str], None]) -> str:
+    """Train, gate and promote the first model (forced when the gate holds it); returns its version."""
     echo(f"demo: no production model yet; training one walk-forward on bars up to {window.cutoff}, "
          f"before the replayed year, so every prediction shown is out of sample")
     result = training.train(settings, cutoff=window.cutoff)
@@ -153,6 +159,29 @@ def _first_model(settings: Settings, window: Window, echo: Callable[[str], None]
     if not decision.promoted:
         gate.promote(settings, result.version, force=True, source="dse demo (first model)")
         echo("demo: promoted it anyway as the first model so the demo can score (recorded as forced)")
+    return result.version
+
+
+def model_loaded(settings: Settings, engine, version: str) -> bool:
+    """Whether the streaming job has recorded loading ``version`` of the model for production."""
+    events = tables.model_events
+    query = select(func.count()).select_from(events).where(
+        events.c.event == "reloaded", events.c.source == "stream", events.c.model_name == settings.model_name,
+        events.c.version == version)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one() > 0
+
+
+def await_model(settings: Settings, engine, version: str, echo: Callable[[str], None]) -> None:
+    """Hold the replay until the job serves ``version``: bars it streamed before that would stay unscored."""
+    deadline = time.monotonic() + MODEL_LOAD_TIMEOUT_S
+    while not model_loaded(settings, engine, version):
+        if time.monotonic() > deadline:
+            echo(f"demo: the streaming job has not loaded version {version} after {MODEL_LOAD_TIMEOUT_S:.0f} s; "
+                 f"replaying anyway (bars it reads before loading it are stored unscored): see `dse logs stream`")
+            return
+        time.sleep(1)
+    echo(f"demo: the streaming job serves version {version}")
 
 
 def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object], None],
@@ -168,12 +197,14 @@ def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object]
                           reference_file=settings.reference_file)
     kafka_io.ensure_topics(settings)
     window = replay_window(settings)
-    if registry.production_ref(settings) is None:
-        _first_model(settings, window, echo)
     engine = database.engine(settings)
     database.migrate(engine)
+    # the job starts (Spark's JVM, the Kafka source: ~45 s on 2 cores) while the first model trains; it reads
+    # nothing until the replay begins, and the replay waits until it serves the model
     info = supervisor.start_program(settings, "stream", STREAM_ENVIRONMENT)
     echo(f"demo: streaming job {info['statename']} under supervisor (log {supervisor.log_path(settings, 'stream')})")
+    if registry.production_ref(settings) is None:
+        await_model(settings, engine, _first_model(settings, window, echo), echo)
     before = progress(settings, engine).predictions
     echo(f"demo: replaying {window.start}..{window.end} at {DEMO_SPEED:g} trading days/s")
     replayer = subprocess.Popen([str(Path(sys.executable).parent / "dse"), "replay", "--from", str(window.start),

@@ -10,6 +10,7 @@ from dse_platform.config import Settings
 from dse_platform.data import store
 from dse_platform.data.trading_calendar import TradingCalendar
 from dse_platform.runtime import demo
+from dse_platform.serving import database
 
 
 def test_training_cutoff_is_before_the_first_replayed_day(tmp_path) -> None:
@@ -25,10 +26,35 @@ def test_training_cutoff_is_before_the_first_replayed_day(tmp_path) -> None:
 
 
 def test_header_and_closing_say_which_database_and_how_to_switch(tmp_path) -> None:
-    sqlite = Settings(_env_file=None, DSE_HOME=tmp_path, airflow_enabled=False)
+    sqlite = Settings(_env_file=None, home=tmp_path, airflow_enabled=False)
     assert any("SQLite" in line and "DSE_DB_BACKEND=postgres make demo" in line
                for line in demo.header_lines(sqlite, 90))
     closing = "\n".join(demo.closing_lines(sqlite))
     assert "dse down" in closing and "Airflow" not in closing.split("Try next")[0]
-    postgres = Settings(_env_file=None, DSE_HOME=tmp_path, db_backend="postgres")
+    postgres = Settings(_env_file=None, home=tmp_path, db_backend="postgres")
     assert any("PostgreSQL" in line for line in demo.closing_lines(postgres))
+
+
+def test_the_replay_waits_for_the_jobs_own_reloaded_event_of_the_new_version(tmp_path) -> None:
+    """Only the streaming job's "reloaded" of this model and version counts: the demo's own promotion does not,
+    nor another version or another model's."""
+    settings = Settings(_env_file=None, home=tmp_path)
+    engine = database.engine(settings)
+    database.migrate(engine)
+    database.record_event(engine, "promoted", settings.model_name, version="2", source="dse demo")
+    database.record_event(engine, "reloaded", settings.model_name, version="1", source="stream")
+    database.record_event(engine, "reloaded", "another-model", version="2", source="stream")
+    assert not demo.model_loaded(settings, engine, "2")
+    database.record_event(engine, "reloaded", settings.model_name, version="2", source="stream")
+    assert demo.model_loaded(settings, engine, "2")
+
+
+def test_a_job_that_never_loads_the_model_is_named_and_the_demo_goes_on(tmp_path, monkeypatch) -> None:
+    """The timeout at 0 s (its default is 3 min): the demo says what happened and where to look, then replays."""
+    settings = Settings(_env_file=None, home=tmp_path)
+    engine = database.engine(settings)
+    database.migrate(engine)
+    monkeypatch.setattr(demo, "MODEL_LOAD_TIMEOUT_S", 0.0)
+    said: list[str] = []
+    demo.await_model(settings, engine, "7", said.append)
+    assert len(said) == 1 and "has not loaded version 7" in said[0] and "dse logs stream" in said[0]
