@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from dse_platform import credentials
 from dse_platform.config import Settings
@@ -162,7 +162,7 @@ def _first_model(settings: Settings, window: Window, echo: Callable[[str], None]
     return result.version
 
 
-def model_loaded(settings: Settings, engine, version: str) -> bool:
+def model_loaded(settings: Settings, engine: Engine, version: str) -> bool:
     """Whether the streaming job has recorded loading ``version`` of the model for production."""
     events = tables.model_events
     query = select(func.count()).select_from(events).where(
@@ -172,7 +172,7 @@ def model_loaded(settings: Settings, engine, version: str) -> bool:
         return conn.execute(query).scalar_one() > 0
 
 
-def await_model(settings: Settings, engine, version: str, echo: Callable[[str], None]) -> None:
+def await_model(settings: Settings, engine: Engine, version: str, echo: Callable[[str], None]) -> None:
     """Hold the replay until the job serves ``version``: bars it streamed before that would stay unscored."""
     deadline = time.monotonic() + MODEL_LOAD_TIMEOUT_S
     while not model_loaded(settings, engine, version):
