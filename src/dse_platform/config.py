@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     airflow_enabled: bool = Field(True, description="Start Airflow with `dse up`.")
     airflow_dags_paused: bool = Field(
         False, description="Create the project's DAGs paused (their schedules then wait for a person to unpause).")
+    airflow_parallelism: int = Field(
+        8, gt=0, description="Task processes Airflow's LocalExecutor keeps (all started at once; Airflow's 32 "
+                             "idle ones held ~400 MB).")
     dashboard_port: int = Field(8501, description="Port of the Streamlit dashboard.")
     public_mlflow_url: str | None = Field(
         None, description="MLflow's URL as browsers reach it, for links (default: the tracking URI).")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from airflow.serialization.serialized_objects import DagSerialization
 from airflow.timetables.trigger import CronTriggerTimetable
 from mlflow.tracking import MlflowClient
 
@@ -60,6 +61,10 @@ def test_dag_settings(dagbag, dag_id):
         assert isinstance(dag.timetable, CronTriggerTimetable)
         assert dag.timetable._expression == getattr(settings, DAGS[dag_id])
         assert dag.timetable._timezone.name == "Asia/Dhaka"
+        # the scheduler's view of a DAG that never ran: its first run is the next moment, not a past one
+        first = DagSerialization.from_dict(DagSerialization.to_dict(dag)).next_dagrun_info(
+            last_automated_run_info=None)
+        assert first.run_after > dt.datetime.now(dt.UTC)
     for t in dag.tasks:
         assert t.owner == defaults.OWNER
         if dag_id != "dse_streaming" and t.task_id != "check_thresholds":

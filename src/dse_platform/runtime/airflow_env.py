@@ -37,6 +37,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         # the project's DAGs run on their schedules from the start: nobody has to unpause them by hand
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(settings.airflow_dags_paused),
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Dhaka",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",

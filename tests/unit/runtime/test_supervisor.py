@@ -85,3 +85,9 @@ def test_airflows_generated_passwords_become_private(make_settings):
     path.chmod(0o644)
     airflow_env.protect_passwords(settings)
     assert path.stat().st_mode & 0o777 == 0o600 and airflow_env.admin_password(settings) == "x"
+
+
+def test_airflow_keeps_as_many_task_processes_as_the_setting_says(make_settings):
+    """LocalExecutor starts `parallelism` processes at once: the default keeps 8, not Airflow's idle 32."""
+    assert airflow_env.airflow_environment(make_settings())["AIRFLOW__CORE__PARALLELISM"] == "8"
+    assert airflow_env.airflow_environment(make_settings(airflow_parallelism=3))["AIRFLOW__CORE__PARALLELISM"] == "3"

@@ -12,10 +12,6 @@ from airflow.timetables.trigger import CronTriggerTimetable
 DHAKA = pendulum.timezone("Asia/Dhaka")
 
 
-#: a fixed start in the past; with catchup off, a late-enabled DAG runs only its latest interval
-START = pendulum.datetime(2025, 1, 1, tz=DHAKA)
-
-
 OWNER = "dse-platform"
 
 
@@ -27,14 +23,23 @@ def default_args(retries: int = 2) -> dict[str, Any]:
 
 def project_dag(dag_id: str, schedule: Any, *, tags: list[str], doc_md: str | None, retries: int = 2,
                 params: dict[str, Any] | None = None) -> DAG:
-    """A project DAG: fixed start, no catchup, one active run, the shared default arguments."""
-    return DAG(dag_id=dag_id, schedule=schedule, start_date=START, catchup=False, max_active_runs=1,
+    """A project DAG: no catchup, one active run, the shared default arguments.
+
+    No start date: a freshly installed platform waits for each schedule's next moment (see `dhaka_cron`)
+    instead of running every DAG's latest past moment at once beside `dse demo`'s own work.
+    """
+    return DAG(dag_id=dag_id, schedule=schedule, catchup=False, max_active_runs=1,
                default_args=default_args(retries), tags=tags, doc_md=doc_md, params=params or {})
 
 
 def dhaka_cron(cron: str) -> CronTriggerTimetable:
-    """Run at the cron's moments in Asia/Dhaka (DSE's clock): an explicit timetable, not an interval schedule."""
-    return CronTriggerTimetable(cron, timezone="Asia/Dhaka")
+    """Run at the cron's moments in Asia/Dhaka (DSE's clock): an explicit timetable, not an interval schedule.
+
+    A DAG that never ran waits for the next moment (``run_immediately=False``). One that missed moments while
+    the platform was down runs the latest of them once when it is back (catchup off), so a retrain or an end
+    of day that fell in the downtime still happens.
+    """
+    return CronTriggerTimetable(cron, timezone="Asia/Dhaka", run_immediately=False)
 
 
 def run_day(logical_date: dt.datetime | None, data_interval_end: dt.datetime | None = None) -> dt.date:
