@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from dse_platform.config import PROJECT_DIR
+from dse_platform.config import PROJECT_DIR, Settings
 from dse_platform.deploy.compose_check import Problem, check, documented_variables, interpolate, variables
+from dse_platform.runtime.airflow_env import airflow_environment
 
 #: copied, so a test can change them; everything else in the checkout is linked
 COPIED = ("docker-compose.yml", ".env.example", "Dockerfile.airflow", "Dockerfile.spark", ".dockerignore")
@@ -163,3 +164,11 @@ def test_env_example_documents_set_and_commented_variables(tmp_path):
     path = tmp_path / ".env.example"
     path.write_text("# A secret.\nSECRET=\n# A port.\n# PORT=8080\nPORT_TOO=1\n#   not a variable: a=b\n")
     assert documented_variables(path) == {"SECRET": "", "PORT": None, "PORT_TOO": "1"}
+
+
+def test_compose_airflow_runs_on_dhakas_clock_with_the_local_task_processes():
+    """The containers' Airflow shares `dse up`'s timezone and LocalExecutor size (the DAGs have no start date)."""
+    compose = yaml.safe_load((PROJECT_DIR / "docker-compose.yml").read_text())
+    local = airflow_environment(Settings(_env_file=None))
+    for name in ("AIRFLOW__CORE__DEFAULT_TIMEZONE", "AIRFLOW__CORE__PARALLELISM"):
+        assert interpolate(str(compose["x-airflow-env"][name]), {}) == local[name]
