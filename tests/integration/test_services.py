@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import stat
@@ -80,13 +81,17 @@ def _db_round_trip(url: str) -> None:
     engine.dispose()
 
 
-def _project_dags_paused(settings) -> dict[str, bool]:
-    """dag_id -> is_paused of the project's DAGs, through Airflow's REST API."""
+def _airflow_get(settings, path: str, **params) -> dict:
+    """One GET of Airflow's REST API as the generated admin."""
     token = httpx.post(f"{settings.airflow_url}/auth/token", timeout=10, json={
         "username": "admin", "password": airflow_env.admin_password(settings)}).json()["access_token"]
-    dags = httpx.get(f"{settings.airflow_url}/api/v2/dags", params={"dag_id_pattern": "dse_"}, timeout=10,
-                     headers={"Authorization": f"Bearer {token}"}).json()["dags"]
-    return {d["dag_id"]: d["is_paused"] for d in dags}
+    return httpx.get(f"{settings.airflow_url}/api/v2/{path}", params=params, timeout=10,
+                     headers={"Authorization": f"Bearer {token}"}).json()
+
+
+def _project_dags(settings) -> dict[str, dict]:
+    """dag_id -> Airflow's record of each project DAG."""
+    return {d["dag_id"]: d for d in _airflow_get(settings, "dags", dag_id_pattern="dse_")["dags"]}
 
 
 def test_up_round_trips_then_down_leaves_no_listener(home):
@@ -104,9 +109,14 @@ def test_up_round_trips_then_down_leaves_no_listener(home):
         _kafka_round_trip(settings)
         _mlflow_round_trip(settings)
         _db_round_trip(settings.serving_db_url)
-        dags = wait_for(lambda: (found := _project_dags_paused(settings)) and len(found) >= 4 and found, 180,
+        dags = wait_for(lambda: (found := _project_dags(settings)) and len(found) >= 4 and found, 180,
                         "the project's DAGs to be parsed")
-        assert not any(dags.values()), dags
+        assert not any(d["is_paused"] for d in dags.values()), dags
+        # a fresh platform runs nothing at once: each schedule's first run is its next moment, none is queued
+        started = dt.datetime.now(dt.UTC)
+        scheduled = {i: d["next_dagrun_run_after"] for i, d in dags.items() if d["timetable_summary"]}
+        assert len(scheduled) == 4 and all(dt.datetime.fromisoformat(t) > started for t in scheduled.values())
+        assert _airflow_get(settings, "dags/~/dagRuns")["total_entries"] == 0
         logs = run_dse(env, "logs", "kafka", "-n", "5")
         assert logs.returncode == 0 and logs.stdout.strip()
     finally:
