@@ -1,7 +1,7 @@
 """`make demo`: the whole platform on one machine, from a fresh clone to live predictions.
 
-Services up -> ingest (if the store is empty) -> start the streaming job under supervisor and,
-while Spark starts, train and promote a first model on history *before* the replayed year (if
+Services up, while the shipped history is ingested (if the store is empty) -> start the streaming job
+under supervisor and, while Spark starts, train and promote a first model on history *before* the replayed year (if
 none) -> once the job serves it, replay the last year of shipped bars at demo speed -> show
 predictions as they land -> say where every UI
 is, how to log in, how to stop, and what to try next. Every prediction the demo shows is out of
@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def header_lines(settings: Settings, watch_s: float) -> list[str]:
     return [
         "DSE real-time MLOps platform: demo",
         "  1. start Kafka, MLflow, Airflow (and PostgreSQL when configured) under supervisor  ~1-2 min",
-        "  2. ingest the shipped DSE history into the bar store (first run only)              ~25 s",
+        "  2. meanwhile ingest the shipped DSE history into the bar store (first run only)    ~25 s",
         "  3. start the Spark streaming job; meanwhile train a first model walk-forward on",
         "     history before the replayed year (first run only)                              ~30 s",
         "  4. replay the last year of bars into Kafka once the job serves the model",
@@ -96,13 +97,10 @@ class Progress:
 
 def progress(settings: Settings, engine) -> Progress:
     """Where the pipeline is: records on the bars topic, and rows the stream committed (served predictions)."""
-    served = tables.predictions.c.role == tables.PRODUCTION
-    queries = [select(func.count()).select_from(tables.bars),
-               select(func.count()).select_from(tables.predictions).where(served),
-               select(func.count()).select_from(tables.dead_letters)]
     with engine.connect() as conn:
-        counts = [conn.execute(query).scalar_one() for query in queries]
-    return Progress(kafka_io.records_in(settings, settings.bars_topic), *counts)
+        bars, dead = (conn.execute(select(func.count()).select_from(table)).scalar_one()
+                      for table in (tables.bars, tables.dead_letters))
+    return Progress(kafka_io.records_in(settings, settings.bars_topic), bars, served_predictions(engine), dead)
 
 
 def mlflow_login(settings: Settings) -> str:
@@ -147,6 +145,22 @@ def closing_lines(settings: Settings) -> list[str]:
     return lines
 
 
+def _ingest(settings: Settings) -> str:
+    """Validate the shipped files into the bar store; one line of what was kept (the services start meanwhile)."""
+    report = ingest_mod.ingest([settings.data_dir], settings.store_dir, progress=False,
+                               reference_file=settings.reference_file).report
+    return (f"demo: ingested {report['kept']:,} bars of {report['symbols']} instruments, "
+            f"{report['first_date']}..{report['last_date']} ({report['flagged']:,} flagged, {report['rejected']:,} "
+            f"rejected, {len(report['refused'])} files refused: `dse ingest` prints the whole report)")
+
+
+def served_predictions(engine: Engine) -> int:
+    """Production predictions stored so far."""
+    query = select(func.count()).select_from(tables.predictions).where(tables.predictions.c.role == tables.PRODUCTION)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one()
+
+
 def _first_model(settings: Settings, window: Window, echo: Callable[[str], None]) -> str:
     """Train, gate and promote the first model (forced when the gate holds it); returns its version."""
     echo(f"demo: no production model yet; training one walk-forward on bars up to {window.cutoff}, "
@@ -187,14 +201,18 @@ def await_model(settings: Settings, engine: Engine, version: str, echo: Callable
 def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object], None],
         watch_s: float = 90.0) -> None:
     """Everything `make demo` does; returns after ``watch_s`` seconds of showing predictions."""
+    started = time.monotonic()
     for line in header_lines(settings, watch_s):
         echo(line)
-    supervisor.up(settings, echo)
-    services_up = time.monotonic()
-    if not store.exists(settings.store_dir):
-        echo("demo: the bar store is empty; ingesting the shipped DSE data")
-        ingest_mod.ingest([settings.data_dir], settings.store_dir, progress=True,
-                          reference_file=settings.reference_file)
+    # ingest needs no service: it runs while they start (its exception, if any, is raised by result())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ingesting = None if store.exists(settings.store_dir) else pool.submit(_ingest, settings)
+        if ingesting is not None:
+            echo("demo: the bar store is empty; ingesting the shipped DSE data while the services start")
+        supervisor.up(settings, echo)
+        services_up = time.monotonic()
+        if ingesting is not None:
+            echo(ingesting.result())
     kafka_io.ensure_topics(settings)
     window = replay_window(settings)
     engine = database.engine(settings)
@@ -205,21 +223,28 @@ def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object]
     echo(f"demo: streaming job {info['statename']} under supervisor (log {supervisor.log_path(settings, 'stream')})")
     if registry.production_ref(settings) is None:
         await_model(settings, engine, _first_model(settings, window, echo), echo)
-    before = progress(settings, engine).predictions
+    before = served_predictions(engine)
     echo(f"demo: replaying {window.start}..{window.end} at {DEMO_SPEED:g} trading days/s")
     replayer = subprocess.Popen([str(Path(sys.executable).parent / "dse"), "replay", "--from", str(window.start),
                                  "--to", str(window.end), "--speed", str(DEMO_SPEED)], stdout=subprocess.DEVNULL,
                                 cwd=settings.project_dir)
     first_at = None
     deadline = time.monotonic() + watch_s
+    next_line = time.monotonic() + 5
     while time.monotonic() < deadline:
-        time.sleep(5)
+        time.sleep(1)
+        # a cheap count each second until the first prediction, so it shows when it lands; a full line every 5 s
+        first = first_at is None and served_predictions(engine) > before
+        if not first and time.monotonic() < next_line:
+            continue
+        next_line = time.monotonic() + 5
         now = progress(settings, engine)
         echo(now.line())
+        if first:
+            first_at = time.monotonic()
+            echo(f"demo: first prediction {first_at - started:.0f} s after the demo started, "
+                 f"{first_at - services_up:.0f} s after the services were up")
         if now.predictions > before:
-            if first_at is None:
-                first_at = time.monotonic() - services_up
-                echo(f"demo: first prediction {first_at:.0f} s after the services were up")
             show(database.read_frame(engine, "SELECT symbol, date, probability, label, model_version FROM "
                                              "predictions WHERE role = :role ORDER BY date DESC, probability DESC "
                                              "LIMIT 8", role=tables.PRODUCTION))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pandas as pd
+import pytest
 
 from dse_platform.config import Settings
 from dse_platform.data import store
 from dse_platform.data.trading_calendar import TradingCalendar
+from dse_platform.errors import PlatformError
 from dse_platform.runtime import demo
 from dse_platform.serving import database
 
@@ -58,3 +61,52 @@ def test_a_job_that_never_loads_the_model_is_named_and_the_demo_goes_on(tmp_path
     said: list[str] = []
     demo.await_model(settings, engine, "7", said.append)
     assert len(said) == 1 and "has not loaded version 7" in said[0] and "dse logs stream" in said[0]
+
+
+class _Stop(Exception):
+    """Ends `demo.run` right after the services and the ingest, where these tests stop looking."""
+
+
+def _stop_after_ingest(monkeypatch) -> None:
+    def stop(*_args, **_kwargs):
+        raise _Stop
+    monkeypatch.setattr(demo.kafka_io, "ensure_topics", stop)
+
+
+def test_the_ingest_runs_while_the_services_start(tmp_path, monkeypatch) -> None:
+    """A fresh store is ingested during `dse up`'s start: each side waits for the other, so run in turn they'd
+    time out (10 s)."""
+    settings = Settings(_env_file=None, home=tmp_path, airflow_enabled=False)
+    starting, ingested = threading.Event(), threading.Event()
+
+    def up(_settings, echo) -> None:
+        starting.set()
+        assert ingested.wait(10), "the ingest did not run while the services started"
+        echo("services: up")
+
+    def ingest(_settings) -> str:
+        assert starting.wait(10), "the ingest waited for the services"
+        ingested.set()
+        return "demo: ingested"
+
+    monkeypatch.setattr(demo.supervisor, "up", up)
+    monkeypatch.setattr(demo, "_ingest", ingest)
+    _stop_after_ingest(monkeypatch)
+    said: list[str] = []
+    with pytest.raises(_Stop):
+        demo.run(settings, said.append, print)
+    assert said[-3:] == ["demo: the bar store is empty; ingesting the shipped DSE data while the services start",
+                         "services: up", "demo: ingested"]
+
+
+def test_a_failed_ingest_stops_the_demo_with_its_error(tmp_path, monkeypatch) -> None:
+    settings = Settings(_env_file=None, home=tmp_path, airflow_enabled=False)
+
+    def ingest(_settings) -> str:
+        raise PlatformError("no .csv or .csv.gz files under data", "point `dse ingest` at the folder")
+
+    monkeypatch.setattr(demo.supervisor, "up", lambda _settings, echo: echo("services: up"))
+    monkeypatch.setattr(demo, "_ingest", ingest)
+    _stop_after_ingest(monkeypatch)
+    with pytest.raises(PlatformError, match=r"no \.csv or"):
+        demo.run(settings, lambda _line: None, print)
