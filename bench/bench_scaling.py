@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from dse_platform import credentials
-from dse_platform.config import KAFKA_PORT_STEP, PROJECT_DIR, Settings, get_settings
+from dse_platform.config import PROJECT_DIR, Settings, get_settings
 from dse_platform.runtime import health, supervisor
 from dse_platform.serving import job
 from dse_platform.streams import replay
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stream import END, START, _fresh, full_job, sustained
 from harness import DSE, Figure, platform_env
 
-from tests.support.platform import free_port, free_port_run, settings_for, wait_for
+from tests.support.platform import free_port, scale_out_env, settings_for, wait_for
 
 BROKERS = (1, 3)
 WORKERS = 2
@@ -53,11 +53,7 @@ def cluster(settings: Settings, brokers: int) -> Iterator[tuple[Settings, Settin
     home = PROJECT_DIR / "var" / "bench" / f"scale-{brokers}"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    scale = {"DSE_KAFKA_BROKERS": str(brokers), "DSE_SPARK_WORKERS": str(WORKERS),
-             "DSE_KAFKA_PORT": str(free_port_run(brokers, KAFKA_PORT_STEP)),
-             "DSE_KAFKA_CONTROLLER_PORT": str(free_port_run(brokers, KAFKA_PORT_STEP)),
-             "DSE_SPARK_MASTER_PORT": str(free_port_run(WORKERS + 1, 1)),
-             "DSE_SPARK_MASTER_UI_PORT": str(free_port_run(WORKERS + 1, 1))}
+    scale = scale_out_env(brokers, WORKERS)
     env = {**platform_env({"DSE_DASHBOARD_PORT": str(free_port())}), **scale, "DSE_HOME": str(home),
            "DSE_DB_BACKEND": "sqlite", "DSE_MLFLOW_TRACKING_URI": settings.tracking_uri}
     log = (home / "bench.log").open("a")

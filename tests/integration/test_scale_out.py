@@ -27,17 +27,17 @@ from kafka.errors import KafkaError
 from pydantic import SecretStr
 
 from dse_platform import credentials
-from dse_platform.config import KAFKA_PORT_STEP, Settings
+from dse_platform.config import Settings
 from dse_platform.data import store
 from dse_platform.model import gate, training
 from dse_platform.runtime import health, supervisor
 from dse_platform.streams import kafka_io, replay
 from tests.support.platform import (
     DSE,
-    free_port_run,
     fresh_database,
     platform_env_for,
     run_dse,
+    scale_out_env,
     service_home,
     settings_for,
     wait_for,
@@ -71,10 +71,7 @@ def served(platform, shipped_store, symbols) -> Settings:
 @pytest.fixture(scope="module")
 def cluster_env(platform, platform_env) -> dict[str, str]:
     """`dse up` of three brokers and a master with two workers (MLflow and the databases are the session's)."""
-    scale = {"DSE_KAFKA_BROKERS": "3", "DSE_SPARK_WORKERS": "2",
-             "DSE_KAFKA_PORT": str(free_port_run(3, KAFKA_PORT_STEP)),
-             "DSE_KAFKA_CONTROLLER_PORT": str(free_port_run(3, KAFKA_PORT_STEP)),
-             "DSE_SPARK_MASTER_PORT": str(free_port_run(3, 1)), "DSE_SPARK_MASTER_UI_PORT": str(free_port_run(3, 1))}
+    scale = scale_out_env(brokers=3, workers=2)
     env = platform_env_for(service_home("scale"), **scale, DSE_AIRFLOW_ENABLED="false", DSE_DB_BACKEND="sqlite",
                            DSE_MLFLOW_TRACKING_URI=platform.tracking_uri)
     proc = run_dse(env, "up")

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg2
 
 from dse_platform import credentials
-from dse_platform.config import PROJECT_DIR, Settings
+from dse_platform.config import KAFKA_PORT_STEP, PROJECT_DIR, Settings
 from dse_platform.data import store
 from dse_platform.serving import database
 
@@ -44,6 +44,16 @@ def free_port_run(count: int, step: int) -> int:
         except OSError:
             continue
     raise AssertionError(f"no run of {count} free ports {step} apart found")
+
+
+def scale_out_env(brokers: int, workers: int) -> dict[str, str]:
+    """`dse up`'s size settings for ``brokers`` local brokers and a Spark master with ``workers`` workers, on free
+    port runs (broker n: both ports + KAFKA_PORT_STEP * (n-1); worker n: the master's ports + n)."""
+    return {"DSE_KAFKA_BROKERS": str(brokers), "DSE_SPARK_WORKERS": str(workers),
+            "DSE_KAFKA_PORT": str(free_port_run(brokers, KAFKA_PORT_STEP)),
+            "DSE_KAFKA_CONTROLLER_PORT": str(free_port_run(brokers, KAFKA_PORT_STEP)),
+            "DSE_SPARK_MASTER_PORT": str(free_port_run(workers + 1, 1)),
+            "DSE_SPARK_MASTER_UI_PORT": str(free_port_run(workers + 1, 1))}
 
 
 def platform_env_for(home: Path, **extra: str) -> dict[str, str]:
