@@ -11,11 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dse_platform.config import PROJECT_DIR
+from dse_platform.config import PROJECT_DIR, Settings
 from dse_platform.data import store
 from dse_platform.data.ingest import ingest
 from dse_platform.data.instruments import DSEX, INDEX_SYMBOLS
 from dse_platform.errors import PlatformError
+from dse_platform.runtime import demo
 from tests.support.platform import TODAY
 
 DATA = PROJECT_DIR / "data"
@@ -242,3 +243,25 @@ def test_cli_refuses_an_instrument_in_another_price_basis_in_one_line_and_keeps_
     typo = subprocess.run([dse, "ingest", str(good), "--store", target, "--price-basis", "adj"],
                           capture_output=True, text=True)
     assert typo.returncode == 2 and "--price-basis 'adj' is not raw or adjusted" in typo.stderr
+
+
+def test_the_demos_ingest_runs_dse_ingest_and_says_what_it_kept(tmp_path):
+    """`make demo` ingests in a `dse ingest` process of its own (its memory freed before training)."""
+    (tmp_path / "data").mkdir()
+    for name in ("GP.csv.gz", "BATBC.csv.gz"):
+        shutil.copy(EOD / name, tmp_path / "data" / name)
+    settings = Settings(_env_file=None, home=tmp_path / "var", data_dir=tmp_path / "data")
+    line = demo._ingest(settings)
+    report = json.loads((settings.store_dir / "quality_report.json").read_text())
+    assert report["files"] == 2 and report["symbols"] == 2
+    assert line.startswith(f"demo: ingested {report['kept']:,} bars of 2 instruments") and "0 files refused" in line
+    assert "quality" in (settings.logs_dir / "ingest.log").read_text().lower()
+
+
+def test_the_demo_stops_with_dse_ingests_log_when_nothing_was_stored(tmp_path):
+    (tmp_path / "data").mkdir()
+    settings = Settings(_env_file=None, home=tmp_path / "var", data_dir=tmp_path / "data")
+    with pytest.raises(PlatformError, match="stored nothing") as raised:
+        demo._ingest(settings)
+    log = settings.logs_dir / "ingest.log"
+    assert str(log) in raised.value.fix and "no .csv or .csv.gz files" in log.read_text()
