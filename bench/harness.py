@@ -132,6 +132,7 @@ class MemorySampler:
         self.settings, self.extra, self.interval_s = settings, extra, interval_s
         self.peaks: dict[str, float] = {}
         self.peak_total = 0.0
+        self.at_peak: dict[str, float] = {}  # each service's memory in the sample of the whole's peak
         self.unreadable: dict[str, int] = {}  # service -> most processes of its tree unreadable in one sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-memory", daemon=True)
@@ -156,18 +157,25 @@ class MemorySampler:
         return now
 
     def note(self, service: str | None = None) -> str:
-        """What the figure misses: processes whose memory this user could not read (run as their owner)."""
+        """What the figure misses: processes whose memory this user could not read (run as their owner); for the
+        whole platform (no ``service``), also what each service held at its peak."""
         missed = {n: c for n, c in self.unreadable.items() if service is None or n == service}
-        if not missed:
-            return ""
-        return "undercounted: memory unreadable for " + ", ".join(f"{c} process(es) of {n}" for n, c in missed.items())
+        parts = []
+        if service is None and self.at_peak:
+            parts.append("at the peak: " + ", ".join(
+                f"{name} {mb:,.0f}" for name, mb in sorted(self.at_peak.items(), key=lambda item: -item[1])))
+        if missed:
+            parts.append("undercounted: memory unreadable for " + ", ".join(
+                f"{c} process(es) of {n}" for n, c in missed.items()))
+        return "; ".join(parts)
 
     def _run(self) -> None:
         while True:
             now = self.sample()
             for name, mb in now.items():
                 self.peaks[name] = max(self.peaks.get(name, 0.0), mb)
-            self.peak_total = max(self.peak_total, sum(now.values()))
+            if sum(now.values()) > self.peak_total:
+                self.peak_total, self.at_peak = sum(now.values()), now
             if self._stop.wait(self.interval_s):
                 return
 
