@@ -17,9 +17,9 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine, text
 
 import mlflow
-from dse_platform.config import PROJECT_DIR
+from dse_platform.config import PROJECT_DIR, Settings, get_settings
 from dse_platform.model import registry
-from dse_platform.runtime import airflow_env, health
+from dse_platform.runtime import airflow_env, broker, health
 from dse_platform.runtime.services import services
 from dse_platform.runtime.supervisor import port_in_use
 from tests.support.platform import platform_env_for, run_dse, settings_for, wait_for
@@ -81,6 +81,9 @@ def _db_round_trip(url: str) -> None:
     engine.dispose()
 
 
+PROJECT_DAGS = {"dse_nightly_retrain", "dse_streaming", "dse_live_ingest", "dse_monitoring", "dse_end_of_day"}
+
+
 def _airflow_get(settings, path: str, **params) -> dict:
     """One GET of Airflow's REST API as the generated admin."""
     token = httpx.post(f"{settings.airflow_url}/auth/token", timeout=10, json={
@@ -109,13 +112,13 @@ def test_up_round_trips_then_down_leaves_no_listener(home):
         _kafka_round_trip(settings)
         _mlflow_round_trip(settings)
         _db_round_trip(settings.serving_db_url)
-        dags = wait_for(lambda: (found := _project_dags(settings)) and len(found) >= 4 and found, 180,
-                        "the project's DAGs to be parsed")
-        assert not any(d["is_paused"] for d in dags.values()), dags
+        dags = wait_for(lambda: (found := _project_dags(settings)) and len(found) >= len(PROJECT_DAGS) and found,
+                        180, "the project's DAGs to be parsed")
+        assert set(dags) == PROJECT_DAGS and not any(d["is_paused"] for d in dags.values()), dags
         # a fresh platform runs nothing at once: each schedule's first run is its next moment, none is queued
         started = dt.datetime.now(dt.UTC)
-        scheduled = {i: d["next_dagrun_run_after"] for i, d in dags.items() if d["timetable_summary"]}
-        assert len(scheduled) == 4 and all(dt.datetime.fromisoformat(t) > started for t in scheduled.values())
+        scheduled = {i: d["next_dagrun_run_after"] for i, d in dags.items() if i != "dse_streaming"}
+        assert all(dt.datetime.fromisoformat(t) > started for t in scheduled.values()), scheduled
         assert _airflow_get(settings, "dags/~/dagRuns")["total_entries"] == 0
         logs = run_dse(env, "logs", "kafka", "-n", "5")
         assert logs.returncode == 0 and logs.stdout.strip()
@@ -225,3 +228,11 @@ def test_make_names_a_missing_python_in_one_line():
                           cwd=PROJECT_DIR)
     assert proc.returncode != 0
     assert "missing prerequisite: Python 3.11" in proc.stdout + proc.stderr
+
+
+def test_kafkas_storage_tool_formats_a_cluster_id_starting_with_a_dash(tmp_path):
+    """Any Kafka id (compose's KAFKA_CLUSTER_ID is the user's) reaches the StorageTool as a value, not an option."""
+    settings = Settings(_env_file=None, home=tmp_path, DSE_JARS_DIR=get_settings().jars_dir, kafka_sasl=False)
+    data = broker.data_dir(settings, 1)
+    assert broker.format_config(settings, broker.write_config(settings, 1), data, "-AAAAAAAAAAAAAAAAAAAAA")
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in (data / "meta.properties").read_text().splitlines()

@@ -168,8 +168,14 @@ def java_base(settings: Settings) -> list[str]:
 
 
 def random_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as Uuid.toString)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as Uuid.toString).
+
+    Never one starting with "-" (1 in 64 would): Kafka's own Uuid.randomUuid skips those too, as a command
+    line reads them as an option.
+    """
+    while (found := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        continue
+    return found
 
 
 def _meta_properties(settings: Settings, node: int) -> Path:
@@ -218,7 +224,7 @@ def format_config(settings: Settings, props: Path, data: Path, cluster: str) -> 
     login = settings.kafka_credentials
     scram = ["--add-scram", f"{SASL_MECHANISM}=[name={login[0]},password={login[1]}]"] if login else []
     cmd = [*java_base(settings), "kafka.tools.StorageTool", "format",
-           "-t", cluster, "-c", str(props), "--ignore-formatted", *scram]
+           f"--cluster-id={cluster}", "-c", str(props), "--ignore-formatted", *scram]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
+
 import pytest
 
 from dse_platform.errors import PlatformError
@@ -27,6 +30,15 @@ def test_server_properties_one_kraft_node_on_the_configured_host(make_settings):
 def test_cluster_ids_are_kafka_shaped():
     first, second = broker.random_cluster_id(), broker.random_cluster_id()
     assert first != second and len(first) == 22 and "=" not in first
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
+    """1 in 64 random ids would, and `kafka-storage format` then read it as an option (`dse up` failed)."""
+    dash, plain = uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=bytes(16))
+    drawn = iter([dash, dash, plain])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(drawn))
+    assert base64.urlsafe_b64encode(dash.bytes).decode().startswith("-")
+    assert broker.random_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
 
 
 def test_three_nodes_form_one_quorum_each_on_its_own_ports_and_log_dir(make_settings):
