@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import uuid
 
 import numpy as np
@@ -21,6 +22,7 @@ from dse_platform.data.instruments import DSEX, is_index
 from dse_platform.data.trading_calendar import TradingCalendar
 from dse_platform.errors import PlatformError
 from dse_platform.model import dataset, evaluation, features, gate, recipes, registry, training
+from dse_platform.runtime import demo
 from dse_platform.serving import database
 from tests.support.platform import free_port
 
@@ -327,3 +329,18 @@ def test_unreachable_registry_is_a_clear_error():
     with pytest.raises(PlatformError, match="unreachable") as err:
         gate.promote(down)
     assert "dse up" in err.value.fix
+
+
+def test_the_demos_first_model_stops_with_dse_trains_own_error(tmp_path, monkeypatch, capfd):
+    """`make demo` trains in a `dse train` process of its own: when it registers nothing, its error reaches the
+    terminal (the process's stderr is the demo's) and the demo stops instead of waiting for a model."""
+    for key in [k for k in os.environ if k.startswith("DSE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DSE_HOME", str(tmp_path))  # what the `dse train` process reads: a home with no store
+    settings = Settings(_env_file=None)
+    said: list[str] = []
+    window = demo.Window(dt.date(2024, 1, 1), dt.date(2024, 12, 31))
+    with pytest.raises(PlatformError, match="registered no model"):
+        demo._first_model(settings, window, said.append)
+    assert said[0].startswith("demo: no production model yet")
+    assert f"error: no bar store at {settings.store_dir}" in capfd.readouterr().err

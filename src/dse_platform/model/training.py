@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -221,6 +222,16 @@ def _table(title: str, m: dict[str, float], versus: dict[str, evaluation.Versus]
                      + "".join(f"{cell(m, f'baseline_{b}_', metric, False):>12}" for b in evaluation.BASELINES)
                      + best)
     return lines
+
+
+#: the first summary line, as `dse train` prints it: the run and the version it registered
+_SUMMARY_HEAD = re.compile(r"^run \S+ +version (\d+) ")
+
+
+def registered_version(line: str) -> str | None:
+    """The version a summary's first line names (None for any other line, or a run not registered)."""
+    found = _SUMMARY_HEAD.match(line)
+    return found.group(1) if found else None
 
 
 def summary_lines(result: TrainResult, metric: str) -> list[str]:

@@ -156,7 +156,7 @@ def _ingest(settings: Settings) -> str:
     log = settings.logs_dir / "ingest.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        code = subprocess.run([str(Path(sys.executable).parent / "dse"), "ingest", str(settings.data_dir), "--store",
+        code = subprocess.run([_dse(), "ingest", str(settings.data_dir), "--store",
                                str(settings.store_dir)], stdout=out,
                               stderr=subprocess.STDOUT, cwd=settings.project_dir).returncode
     if not store.exists(settings.store_dir):
@@ -176,18 +176,34 @@ def served_predictions(engine: Engine) -> int:
 
 
 def _first_model(settings: Settings, window: Window, echo: Callable[[str], None]) -> str:
-    """Train, gate and promote the first model (forced when the gate holds it); returns its version."""
+    """Train (`dse train`), gate and promote the first model (forced when the gate holds it); returns its version.
+
+    The training runs in a process of its own, its summary passed through line by line: the ~1 GB of the
+    whole history's features it holds goes back to the system when it ends, not kept by this process for
+    the rest of the demo beside the streaming job.
+    """
     echo(f"demo: no production model yet; training one walk-forward on bars up to {window.cutoff}, "
          f"before the replayed year, so every prediction shown is out of sample")
-    result = training.train(settings, cutoff=window.cutoff)
-    for line in training.summary_lines(result, settings.gate_metric):
-        echo(line)
-    decision = gate.promote(settings, result.version, source="dse demo")
-    echo(f"demo: gate {'PROMOTED' if decision.promoted else 'HELD'} version {result.version}: {decision.reason}")
+    trainer = subprocess.Popen([_dse(), "train", "--cutoff", str(window.cutoff)], stdout=subprocess.PIPE, text=True,
+                               cwd=settings.project_dir)
+    version = None
+    for line in trainer.stdout:
+        echo(line.rstrip("\n"))
+        version = version or training.registered_version(line)
+    if trainer.wait() != 0 or version is None:
+        raise PlatformError(f"`dse train --cutoff {window.cutoff}` registered no model (exit status "
+                            f"{trainer.returncode})", "its output is above: fix what it names, then `make demo` again")
+    decision = gate.promote(settings, version, source="dse demo")
+    echo(f"demo: gate {'PROMOTED' if decision.promoted else 'HELD'} version {version}: {decision.reason}")
     if not decision.promoted:
-        gate.promote(settings, result.version, force=True, source="dse demo (first model)")
+        gate.promote(settings, version, force=True, source="dse demo (first model)")
         echo("demo: promoted it anyway as the first model so the demo can score (recorded as forced)")
-    return result.version
+    return version
+
+
+def _dse() -> str:
+    """The `dse` console script of this interpreter's environment."""
+    return str(Path(sys.executable).parent / "dse")
 
 
 def model_loaded(settings: Settings, engine: Engine, version: str) -> bool:
@@ -239,7 +255,7 @@ def run(settings: Settings, echo: Callable[[str], None], show: Callable[[object]
         await_model(settings, engine, _first_model(settings, window, echo), echo)
     before = served_predictions(engine)
     echo(f"demo: replaying {window.start}..{window.end} at {DEMO_SPEED:g} trading days/s")
-    replayer = subprocess.Popen([str(Path(sys.executable).parent / "dse"), "replay", "--from", str(window.start),
+    replayer = subprocess.Popen([_dse(), "replay", "--from", str(window.start),
                                  "--to", str(window.end), "--speed", str(DEMO_SPEED)], stdout=subprocess.DEVNULL,
                                 cwd=settings.project_dir)
     first_at = None

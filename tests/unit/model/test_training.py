@@ -85,3 +85,17 @@ def test_summary_lines_put_the_model_beside_every_baseline_and_the_strongest(dat
     strongest = judged.versus["cv"]["roc_auc"]
     assert f"{training.SHORT_NAMES[strongest.baseline]} ({strongest.edge:+.4f})" in text
     assert f"on the last fold: {judged.metrics['last_fold_roc_auc']:.4f}" in text
+
+
+def test_the_first_summary_line_names_the_registered_version(data, layout):
+    """`make demo` trains with `dse train` in a process of its own and reads the version from this line."""
+    folds, held = layout
+    recipe = recipes.get("logreg")
+    judged = evaluation.report(training.walk_forward_predictions(data, folds, recipe),
+                               training.fit_and_predict(data, held, recipe)[1])
+    lines = {version: training.summary_lines(training.TrainResult(
+        "9f1c2d", version, judged.metrics, folds, None, recipe, held, judged, {}), "roc_auc")
+        for version in ("12", None)}
+    assert training.registered_version(lines["12"][0] + "\n") == "12"
+    assert training.registered_version(lines[None][0]) is None  # "(not registered)"
+    assert not any(training.registered_version(line) for line in lines["12"][1:])
