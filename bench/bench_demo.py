@@ -115,4 +115,8 @@ def run(quick: bool) -> list[Figure]:
     figures.append(Figure("memory", "peak PSS in the demo: whole platform", "MB", DATA, goal="< 4,096 MB",
                           note=memory.note()))
     figures[-1].add(memory.peak_total)
+    figures.append(Figure(
+        "memory", f"PSS in the demo {STREAMING_S} s after the first prediction: whole platform", "MB", DATA,
+        note=", ".join(f"{name} {mb:,.0f}" for name, mb in sorted(memory.last.items(), key=lambda item: -item[1]))))
+    figures[-1].add(sum(memory.last.values()))
     return figures

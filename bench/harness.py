@@ -133,6 +133,7 @@ class MemorySampler:
         self.peaks: dict[str, float] = {}
         self.peak_total = 0.0
         self.at_peak: dict[str, float] = {}  # each service's memory in the sample of the whole's peak
+        self.last: dict[str, float] = {}  # the last sample: the platform as the run left it
         self.unreadable: dict[str, int] = {}  # service -> most processes of its tree unreadable in one sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-memory", daemon=True)
@@ -171,7 +172,7 @@ class MemorySampler:
 
     def _run(self) -> None:
         while True:
-            now = self.sample()
+            now = self.last = self.sample()
             for name, mb in now.items():
                 self.peaks[name] = max(self.peaks.get(name, 0.0), mb)
             if sum(now.values()) > self.peak_total:
