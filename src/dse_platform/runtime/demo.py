@@ -68,7 +68,7 @@ def header_lines(settings: Settings, watch_s: float) -> list[str]:
         "  1. start Kafka, MLflow, Airflow (and PostgreSQL when configured) under supervisor  ~1-2 min",
         "  2. meanwhile ingest the shipped DSE history into the bar store (first run only)    ~25 s",
         "  3. start the Spark streaming job; meanwhile train a first model walk-forward on",
-        "     history before the replayed year (first run only)                              ~30 s",
+        "     history before the replayed year (first run only)                              ~35 s",
         "  4. replay the last year of bars into Kafka once the job serves the model",
         f"  5. show predictions as they are stored, for {watch_s:.0f} s",
         f"serving database: {database_kind(settings)}",
@@ -149,8 +149,8 @@ def closing_lines(settings: Settings) -> list[str]:
 def _ingest(settings: Settings) -> str:
     """`dse ingest` of the shipped files; one line of what it kept.
 
-    In its own process, output in ``logs/ingest.log``: its ~1.4 GB goes back to the system when it ends, before
-    the first model trains in this one. Files it refused are named in that line and the demo goes on, as
+    In its own process, output in ``logs/ingest.log``: its ~1.4 GB goes back to the system when it ends, not
+    kept by the demo for the rest of its run. Files it refused are named in that line and the demo goes on, as
     `dse ingest` itself stores the rest; a store it could not write stops the demo with its log.
     """
     log = settings.logs_dir / "ingest.log"
