@@ -246,7 +246,7 @@ def test_cli_refuses_an_instrument_in_another_price_basis_in_one_line_and_keeps_
 
 
 def test_the_demos_ingest_runs_dse_ingest_and_says_what_it_kept(tmp_path):
-    """`make demo` ingests in a `dse ingest` process of its own (its memory freed before training)."""
+    """`make demo` ingests in a `dse ingest` process of its own (its memory freed when it ends)."""
     (tmp_path / "data").mkdir()
     for name in ("GP.csv.gz", "BATBC.csv.gz"):
         shutil.copy(EOD / name, tmp_path / "data" / name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,13 +74,21 @@ def test_the_served_model_is_fit_before_the_holdout_and_scored_on_it(data, layou
     assert (holdout["p_majority"] == before["target"].mean()).all()
 
 
-def test_summary_lines_put_the_model_beside_every_baseline_and_the_strongest(data, layout):
+@pytest.fixture(scope="module")
+def trained(data, layout) -> Callable[[str | None], training.TrainResult]:
+    """A logreg walk-forward and holdout on the synthetic data; the TrainResult for a given registered version."""
     folds, held = layout
     recipe = recipes.get("logreg")
     oos = training.walk_forward_predictions(data, folds, recipe)
     model, holdout = training.fit_and_predict(data, held, recipe)
     judged = evaluation.report(oos, holdout)
-    result = training.TrainResult("run", None, judged.metrics, folds, model, recipe, held, judged, {"features_s": 1.0})
+    return lambda version: training.TrainResult("9f1c2d", version, judged.metrics, folds, model, recipe, held, judged,
+                                                {"features_s": 1.0})
+
+
+def test_summary_lines_put_the_model_beside_every_baseline_and_the_strongest(trained):
+    result = trained(None)
+    judged = result.evaluation
     text = "\n".join(training.summary_lines(result, "roc_auc"))
     assert "AUC moved" in text and "rank IC" in text and "holdout (served model)" in text
     assert all(short in text for short in training.SHORT_NAMES.values())
@@ -87,15 +97,9 @@ def test_summary_lines_put_the_model_beside_every_baseline_and_the_strongest(dat
     assert f"on the last fold: {judged.metrics['last_fold_roc_auc']:.4f}" in text
 
 
-def test_the_first_summary_line_names_the_registered_version(data, layout):
+def test_the_first_summary_line_names_the_registered_version(trained):
     """`make demo` trains with `dse train` in a process of its own and reads the version from this line."""
-    folds, held = layout
-    recipe = recipes.get("logreg")
-    judged = evaluation.report(training.walk_forward_predictions(data, folds, recipe),
-                               training.fit_and_predict(data, held, recipe)[1])
-    lines = {version: training.summary_lines(training.TrainResult(
-        "9f1c2d", version, judged.metrics, folds, None, recipe, held, judged, {}), "roc_auc")
-        for version in ("12", None)}
+    lines = {version: training.summary_lines(trained(version), "roc_auc") for version in ("12", None)}
     assert training.registered_version(lines["12"][0] + "\n") == "12"
     assert training.registered_version(lines[None][0]) is None  # "(not registered)"
     assert not any(training.registered_version(line) for line in lines["12"][1:])
